@@ -1,0 +1,3 @@
+"""ticketlab: find, test, compress and protect lottery tickets."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ticketlab.cli import main
+
+raise SystemExit(main())
