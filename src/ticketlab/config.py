@@ -1,0 +1,113 @@
+"""Experiment configurations as dataclasses: the single schema for CLI flags, config.json and run identity.
+
+A run's identity is a short hash of the fields whose values differ from their defaults, so adding a
+new option with a default never renames existing runs. Fields marked `identity=False` (where data
+lives, which device computes) do not change what is computed and are left out of the hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from ticketlab.errors import TicketlabError
+from ticketlab.steps import check_step
+
+
+def option(default, help: str, identity: bool = True, choices=None):
+    """A config field with its CLI help text."""
+    return field(default=default, metadata={"help": help, "identity": identity, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    dataset: str = option("fashion-mnist", "dataset name (see `ticketlab datasets`)")
+    data_root: str | None = option(None, "folder holding datasets (default: $TICKETLAB_DATA_ROOT or ./data)", identity=False)
+    val_size: int | None = option(None, "validation examples held out from the training set (default: the dataset's, 5000 for 60k-image sets)")
+    train_subset: int = option(0, "use only the first N training examples (0 = all)")
+
+
+@dataclass
+class ModelConfig:
+    model: str = option("lenet_300_100", "model name (see `ticketlab models`)")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = option("sgd", "optimizer", choices=("sgd", "adam"))
+    lr: float = option(0.1, "learning rate")
+    momentum: float = option(0.0, "SGD momentum")
+    nesterov: bool = option(False, "Nesterov momentum (SGD)")
+    weight_decay: float = option(0.0, "weight decay (L2)")
+    batch_size: int = option(128, "minibatch size")
+    steps: str = option("40ep", "training length: epochs (40ep) or iterations (500it)")
+    milestones: str = option("", "comma-separated steps where the lr is multiplied by --gamma, e.g. 80ep,120ep")
+    gamma: float = option(0.1, "lr factor at each milestone")
+    warmup: str = option("0it", "linear lr warm-up length")
+    eval_every: str = option("1ep", "evaluate validation and test sets this often")
+    augment: str = option("auto", "data augmentation (auto = the dataset's default)", choices=("auto", "none", "flip-crop"))
+    device: str = option("cpu", "device to train on (cpu, cuda, cuda:1, ...)", identity=False)
+
+
+@dataclass
+class PruneConfig:
+    levels: int = option(7, "pruning levels after the dense level 0 (density 0.8^7 = 21% at 20%)")
+    prune_fraction: float = option(0.2, "fraction of the surviving weights pruned at each level")
+    output_prune_fraction: float | None = option(None, "separate pruning rate for the output layer (default: pruned with the others)")
+    strategy: str = option("global", "rank weights over all layers at once, or within each layer", choices=("global", "layerwise"))
+    rewind_step: str = option("0it", "rewind point k: 0it resets to initialization; e.g. 500it rewinds to the weights after k iterations")
+
+
+def validate_train(cfg: TrainConfig) -> None:
+    for name in ("steps", "warmup", "eval_every"):
+        check_step(getattr(cfg, name), name.replace("_", "-"))
+    for spec in cfg.milestones.split(","):
+        if spec.strip():
+            check_step(spec, "milestone")
+    if cfg.lr <= 0:
+        raise TicketlabError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.batch_size < 1:
+        raise TicketlabError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+
+
+def validate_prune(cfg: PruneConfig) -> None:
+    if cfg.levels < 0:
+        raise TicketlabError(f"--levels must be 0 or more, got {cfg.levels}")
+    for name in ("prune_fraction", "output_prune_fraction"):
+        value = getattr(cfg, name)
+        if value is not None and not 0 < value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise TicketlabError(f"{flag} must be strictly between 0 and 1, got {value}")
+    check_step(cfg.rewind_step, "rewind-step")
+
+
+def identity_values(configs: dict[str, object]) -> dict[str, object]:
+    """The non-default, identity-relevant values of named config sections, as 'section.field': value."""
+    values = {}
+    for section, cfg in configs.items():
+        defaults = type(cfg)()
+        for f in dataclasses.fields(cfg):
+            if not f.metadata.get("identity", True):
+                continue
+            value = getattr(cfg, f.name)
+            if value != getattr(defaults, f.name):
+                values[f"{section}.{f.name}"] = value
+    return values
+
+
+def config_hash(kind: str, configs: dict[str, object]) -> str:
+    """Short stable hash naming a run: the command kind plus its non-default values."""
+    payload = json.dumps({"kind": kind, "values": identity_values(configs)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def to_dict(configs: dict[str, object]) -> dict[str, dict]:
+    return {section: dataclasses.asdict(cfg) for section, cfg in configs.items()}
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """Independent seeds for initialization, data order and pruning randomness, from one user seed."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")

@@ -1,0 +1,72 @@
+"""The dataset registry: one entry per name, and `load_dataset`, the single way to get data.
+
+Adding a dataset is writing a loader `root -> RawSplits` and adding one entry
+here; splitting, normalization and option checks are shared by all of them.
+"""
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ticketlab.data.cifar import load_cifar10, load_cifar100
+from ticketlab.data.dataset import Dataset, RawSplits
+from ticketlab.data.digits import load_digits
+from ticketlab.data.idx_sets import load_fashion_mnist, load_mnist
+from ticketlab.data.mnist1d_set import load_mnist1d
+from ticketlab.data.prepare import prepare
+from ticketlab.data.roots import resolve_data_root
+from ticketlab.data.synthetic import load_synthetic, load_synthetic_images
+from ticketlab.errors import TicketlabError
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """How to read one dataset, and how much of its training set to hold out by default."""
+
+    loader: Callable[[Path], RawSplits]
+    default_val_size: int
+    description: str
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "fashion-mnist": DatasetEntry(
+        load_fashion_mnist, 5000, "Fashion-MNIST: 28x28 grayscale clothing, 60k train / 10k test, 10 classes"),
+    "mnist": DatasetEntry(
+        load_mnist, 5000, "MNIST: 28x28 grayscale digits, 60k train / 10k test, 10 classes"),
+    "cifar10": DatasetEntry(
+        load_cifar10, 5000, "CIFAR-10: 32x32 colour, 50k train / 10k test, 10 classes, flip-crop augmentation"),
+    "cifar100": DatasetEntry(
+        load_cifar100, 5000, "CIFAR-100: 32x32 colour, 50k train / 10k test, 100 fine classes, flip-crop augmentation"),
+    "mnist1d": DatasetEntry(
+        load_mnist1d, 500, "MNIST-1D: length-40 series generated locally, 4000 train / 1000 test, 10 classes"),
+    "digits": DatasetEntry(
+        load_digits, 200, "scikit-learn digits: 8x8 grayscale, 1500 train / 297 test, 10 classes"),
+    "synthetic": DatasetEntry(
+        load_synthetic, 200, "generated Gaussian blobs for tests: 20 features, 2000 train / 500 test, 10 classes"),
+    "synthetic-images": DatasetEntry(
+        load_synthetic_images, 200, "generated 3x8x8 images for tests: 2000 train / 500 test, 10 classes"),
+}
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names, in registry order."""
+    return list(DATASETS)
+
+
+def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size: int | None = None,
+                 train_subset: int = 0, split_seed: int = 0) -> Dataset:
+    """Load dataset `name` into memory with a validation split held out of its training set.
+
+    data_root: folder to search (default $TICKETLAB_DATA_ROOT, else ./data).
+    val_size: examples held out for validation (default: the dataset's own; 0 for none).
+    train_subset: keep only this many training examples (0 keeps all).
+    split_seed: chooses which examples are held out.
+    """
+    entry = DATASETS.get(name)
+    if entry is None:
+        raise TicketlabError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    if val_size is None:
+        val_size = entry.default_val_size
+    raw = entry.loader(resolve_data_root(data_root))
+    return prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed)

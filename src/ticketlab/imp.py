@@ -1,0 +1,97 @@
+"""Iterative magnitude pruning (LTH, and LTR with a rewind step), level by level, resumable.
+
+Level 0 trains the dense network from θ₀ and keeps θ_k (the weights after k iterations; k = 0 is θ₀).
+Level L prunes `prune_fraction` of the weights that survived level L-1, by magnitude of its final
+weights, resets the survivors to θ_k and trains again from iteration k (schedule and data order
+resume at k; the optimizer starts fresh at every level). Each level directory holds the trainer's
+files and `ticket.safetensors` (mask, θ_k, trained weights); level 0 also keeps θ₀ in init.safetensors; a finished level is never recomputed,
+and a half-finished one resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, derive_seed
+from ticketlab.data import Dataset
+from ticketlab.files import write_safetensors
+from ticketlab.mask import Mask
+from ticketlab.models import create_model, model_from_architecture
+from ticketlab.pruning import magnitude_prune
+from ticketlab.steps import to_iterations
+from ticketlab.ticket import Ticket
+from ticketlab.trainer import REWIND, Schedule, load_final_weights, train
+
+TICKET = "ticket.safetensors"
+INIT = "init.safetensors"
+
+
+@dataclass
+class ImpSetup:
+    data: Dataset
+    data_cfg: DataConfig
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    prune_cfg: PruneConfig
+    seed: int
+    quiet: bool = False
+
+
+def rewind_iteration(setup: ImpSetup) -> int:
+    schedule = Schedule.of(setup.train_cfg, len(setup.data.train_y))
+    return to_iterations(setup.prune_cfg.rewind_step, schedule.iterations_per_epoch, "rewind-step")
+
+
+def ticket_info(setup: ImpSetup, method: str, level: int, summary: dict) -> dict:
+    return {"dataset": setup.data_cfg.dataset, "method": method, "level": level, "seed": setup.seed,
+            "init_seed": derive_seed(setup.seed, "init"), "data_seed": derive_seed(setup.seed, "data"),
+            "rewind_step": rewind_iteration(setup), "train_config": vars(setup.train_cfg).copy(),
+            "metrics": summary}
+
+
+def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
+    """Run (or resume) every level; returns one record per level. `on_level(level, mask, record)` runs
+    after each level (the demo trains its controls there)."""
+    k = rewind_iteration(setup)
+    init_seed, data_seed = derive_seed(setup.seed, "init"), derive_seed(setup.seed, "data")
+    model = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=init_seed)
+    architecture = model.architecture
+    mask = Mask.ones(model)
+    records = []
+    previous_dir = None
+    for level in range(setup.prune_cfg.levels + 1):
+        level_dir = seed_dir / f"level-{level}"
+        if level == 0:
+            start_state = None
+            if not (level_dir / INIT).exists():
+                write_safetensors(level_dir / INIT, model.state_dict())  # θ₀, kept for controls and analysis
+        else:
+            # Prune by the magnitudes the previous level ended with, then rewind the survivors to θ_k.
+            load_final_weights(previous_dir, model)
+            weights = dict(model.named_parameters())
+            mask = magnitude_prune(mask, weights, setup.prune_cfg.prune_fraction, setup.prune_cfg.strategy,
+                                   model.output_name, setup.prune_cfg.output_prune_fraction)
+            start_state = load_file(str(seed_dir / "level-0" / REWIND))
+            model = model_from_architecture(architecture)
+            model.load_state_dict(start_state)
+        summary = train(model, setup.data, setup.train_cfg, out_dir=level_dir, data_seed=data_seed,
+                        mask=mask, start_iteration=0 if level == 0 else k,
+                        snapshot_at=k if level == 0 else None, quiet=setup.quiet, label=f"level {level}")
+        if start_state is None:
+            start_state = load_file(str(level_dir / REWIND))
+        ticket_path = level_dir / TICKET
+        if not ticket_path.exists():
+            init_state = {name: value * mask[name] if name in mask.tensors else value
+                          for name, value in start_state.items()}
+            Ticket(architecture, mask, init_state, model.state_dict(),
+                   ticket_info(setup, "imp", level, summary)).save(ticket_path)
+        record = {"level": level, "density": mask.density(), "percent_remaining": 100 * mask.density(),
+                  "ticket": str(ticket_path), **summary}
+        if on_level is not None:
+            on_level(level, mask, record)
+        records.append(record)
+        previous_dir = level_dir
+    return records

@@ -1,0 +1,178 @@
+"""The model registry: model names (or name patterns) mapped to builders, and `create_model`.
+
+A family registers a regular expression over names plus a builder. Names carry the
+architecture's knobs (`mlp_300_100`, `resnet56_w32`), so a model is fully described by
+(name, input_shape, num_classes) — the spec a ticket file stores to rebuild its model.
+
+Every model `create_model` returns carries three attributes the rest of ticketlab relies on:
+  - `prunable_names`: names (as in `named_parameters()`) of the weights of every Linear and
+    Conv layer — never biases, never BatchNorm;
+  - `output_name`: the final classifier Linear's weight (IMP may prune it at its own rate);
+  - `architecture`: {"name", "input_shape", "num_classes"}, for `model_from_architecture`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ticketlab.errors import TicketlabError
+from ticketlab.models.initialization import initialize_weights_
+
+Builder = Callable[[re.Match, tuple[int, ...], int], nn.Module]
+
+PRUNABLE_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    pattern: str            # what users read, e.g. "resnet<D>[_w<W>]"
+    regex: re.Pattern       # matched against the whole name
+    examples: tuple[str, ...]
+    description: str
+    build: Builder          # (name match, input_shape, num_classes) -> uninitialized model
+
+
+_FAMILIES: list[ModelFamily] = []
+
+
+def register_model(pattern: str, regex: str, description: str, examples: tuple[str, ...] = ()):
+    """Decorator registering `build(match, input_shape, num_classes)` for names matching `regex`."""
+    def decorator(build: Builder) -> Builder:
+        _FAMILIES.append(ModelFamily(pattern, re.compile(regex), tuple(examples), description, build))
+        return build
+    return decorator
+
+
+def _help_entry(family: ModelFamily) -> str:
+    # A literal name stands for itself; a pattern needs examples to be readable.
+    if family.examples == (family.pattern,) or not family.examples:
+        return family.pattern
+    return f"{family.pattern} (e.g. {', '.join(family.examples)})"
+
+
+def model_names() -> list[str]:
+    """The registered names and patterns, with examples — for help text and error messages."""
+    return [_help_entry(family) for family in _FAMILIES]
+
+
+def describe_models() -> list[tuple[str, str]]:
+    """(name or pattern, one-line description) for every registered family."""
+    return [(_help_entry(family), family.description) for family in _FAMILIES]
+
+
+def known_models_hint() -> str:
+    """One line listing the known names, to append to error messages."""
+    return "known models: " + "; ".join(model_names())
+
+
+def _find_family(name: str) -> tuple[ModelFamily, re.Match]:
+    for family in _FAMILIES:
+        match = family.regex.fullmatch(name)
+        if match:
+            return family, match
+    raise TicketlabError(f"unknown model {name!r}; {known_models_hint()}")
+
+
+def _check_shape_and_classes(name: str, input_shape, num_classes) -> tuple[int, ...]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise TicketlabError(f"model {name}: input_shape must be a non-empty tuple of positive ints "
+                             f"such as (1, 28, 28); got {input_shape!r}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise TicketlabError(f"model {name}: num_classes must be a positive int; got {num_classes!r}")
+    return shape
+
+
+def require_image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) for image models; other ranks are a user mistake."""
+    if len(input_shape) != 3:
+        raise TicketlabError(f"model {name} needs image input_shape (channels, height, width) such as "
+                             f"(3, 32, 32); got {tuple(input_shape)}; use an mlp_* model for flat inputs")
+    return input_shape
+
+
+def find_prunable_names(model: nn.Module) -> list[str]:
+    """Weights of every Linear/Conv1d/Conv2d, in `named_parameters()` order."""
+    names = {f"{prefix}.weight" if prefix else "weight"
+             for prefix, module in model.named_modules() if isinstance(module, PRUNABLE_LAYER_TYPES)}
+    return [name for name, _ in model.named_parameters() if name in names]
+
+
+def find_output_name(model: nn.Module) -> str:
+    """The weight of the last Linear registered in the model: its classifier."""
+    linears = [prefix for prefix, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise TicketlabError(f"{type(model).__name__} has no Linear layer, so it has no output layer; "
+                             "build models with ticketlab.models.create_model")
+    return f"{linears[-1]}.weight" if linears[-1] else "weight"
+
+
+def prunable_names(model: nn.Module) -> list[str]:
+    """Names of the model's prunable tensors (conv and linear weights)."""
+    names = getattr(model, "prunable_names", None)
+    return list(names) if names is not None else find_prunable_names(model)
+
+
+def output_name(model: nn.Module) -> str:
+    """Parameter name of the output (classifier) layer's weight."""
+    name = getattr(model, "output_name", None)
+    return name if name is not None else find_output_name(model)
+
+
+def create_model(name: str, input_shape: tuple[int, ...], num_classes: int,
+                 seed: int | None = None) -> nn.Module:
+    """Build and initialize the model called `name` for inputs of `input_shape` (no batch dim).
+
+    With `seed`, initialization runs on a forked CPU RNG seeded with it, so the same seed gives
+    bit-identical weights and the caller's global RNG stream is left exactly where it was.
+    """
+    if not isinstance(name, str):
+        raise TicketlabError(f"model name must be a string; got {name!r}; {known_models_hint()}")
+    family, match = _find_family(name)
+    shape = _check_shape_and_classes(name, input_shape, num_classes)
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+        raise TicketlabError(f"model seed must be a non-negative int below 2**63 or None; got {seed!r}")
+
+    if seed is None:
+        model = _build_and_initialize(family, match, shape, num_classes)
+    else:
+        # devices=[]: models are built on the CPU, so there is no CUDA RNG state to protect.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build_and_initialize(family, match, shape, num_classes)
+
+    model.prunable_names = find_prunable_names(model)
+    model.output_name = find_output_name(model)
+    model.architecture = {"name": name, "input_shape": list(shape), "num_classes": num_classes}
+    return model
+
+
+def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int, ...],
+                          num_classes: int) -> nn.Module:
+    model = family.build(match, shape, num_classes)
+    initialize_weights_(model)
+    return model
+
+
+ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
+
+
+def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
+    """Rebuild a model from its `architecture` dict (as stored in a ticket file's metadata)."""
+    if not isinstance(spec, dict):
+        raise TicketlabError(f"architecture must be a dict with keys {list(ARCHITECTURE_KEYS)}; got {spec!r}")
+    missing = [key for key in ARCHITECTURE_KEYS if key not in spec]
+    extra = sorted(set(spec) - set(ARCHITECTURE_KEYS))
+    if missing or extra:
+        raise TicketlabError(f"architecture {spec!r} must have exactly the keys {list(ARCHITECTURE_KEYS)} "
+                             f"(missing {missing}, unexpected {extra}); the ticket file may be damaged")
+    return create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed)
+

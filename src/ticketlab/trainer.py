@@ -1,0 +1,261 @@
+"""The one training loop: dense nets, tickets and controls all train here.
+
+Masking is a multiply in place after each optimizer step. Batch order and augmentation are pure
+functions of (data seed, iteration), and the learning rate a function of the iteration, so training
+resumes mid-run from a checkpoint with bit-identical results, and a ticket rewound to θ_k continues
+the schedule and data order at k. Validation and test sets are evaluated every `eval_every`
+iterations; the early-stopping iteration is the one with the minimum validation loss.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+from tqdm import tqdm
+
+from ticketlab.config import TrainConfig, derive_seed
+from ticketlab.data import Dataset, augment_batch, batches_per_epoch, epoch_permutation
+from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json, write_json, write_jsonl, write_safetensors
+from ticketlab.mask import Mask
+from ticketlab.steps import to_iteration_list, to_iterations
+
+CHECKPOINT = "checkpoint.safetensors"
+REWIND = "rewind.safetensors"
+EVAL_BATCH = 2000
+
+
+@dataclass
+class Schedule:
+    """A TrainConfig resolved to iterations for one dataset."""
+    iterations_per_epoch: int
+    total: int
+    milestones: list[int]
+    warmup: int
+    eval_every: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, num_train: int) -> "Schedule":
+        ipe = batches_per_epoch(num_train, cfg.batch_size)
+        total = to_iterations(cfg.steps, ipe, "steps")
+        if total < 1:
+            raise TicketlabError(f"--steps {cfg.steps} is zero iterations; give a positive length")
+        every = to_iterations(cfg.eval_every, ipe, "eval-every")
+        if every < 1:
+            raise TicketlabError(f"--eval-every {cfg.eval_every} is zero iterations; give a positive interval")
+        return cls(ipe, total, sorted(to_iteration_list(cfg.milestones, ipe, "milestone")),
+                   to_iterations(cfg.warmup, ipe, "warmup"), every)
+
+    def lr_factor(self, iteration: int) -> float:
+        factor = 1.0
+        if self.warmup > 0 and iteration < self.warmup:
+            factor = (iteration + 1) / self.warmup
+        return factor
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise TicketlabError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, adam")
+
+
+def learning_rate(cfg: TrainConfig, schedule: Schedule, iteration: int, gamma_steps: int) -> float:
+    return cfg.lr * (cfg.gamma ** gamma_steps) * schedule.lr_factor(iteration)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split (nan for an empty split)."""
+    if len(y) == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = model(x[start:start + EVAL_BATCH])
+        target = y[start:start + EVAL_BATCH]
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(1) == target).sum())
+    model.train(was_training)
+    return loss_sum / len(y), correct / len(y)
+
+
+def early_stop(metrics: list[dict]) -> dict | None:
+    """The evaluation record with the minimum validation loss (first one on ties)."""
+    scored = [m for m in metrics if m.get("val_loss") is not None and not math.isnan(m["val_loss"])]
+    return min(scored, key=lambda m: m["val_loss"]) if scored else None
+
+
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | Path, data_seed: int,
+          mask: Mask | None = None, start_iteration: int = 0, snapshot_at: int | None = None,
+          quiet: bool = False, label: str = "train") -> dict:
+    """Train `model` in place from `start_iteration` to the end of the schedule; return the summary.
+
+    Writes into `out_dir`: checkpoint.safetensors (each epoch and at the end, with optimizer state),
+    rewind.safetensors (the weights after `snapshot_at` iterations), metrics.jsonl and summary.json.
+    A finished run returns its stored summary and final weights; an interrupted one resumes.
+    """
+    out_dir = Path(out_dir)
+    schedule = Schedule.of(cfg, len(data.train_y))
+    if not 0 <= start_iteration < schedule.total:
+        raise TicketlabError(f"start iteration {start_iteration} is outside the training length {schedule.total}; "
+                             "choose a rewind step shorter than --steps")
+    device = torch.device(cfg.device)
+    model.to(device)
+    if mask is not None:
+        mask.check_matches(model)
+        mask.apply_(model)
+    optimizer = build_optimizer(model, cfg)
+    augment = data.augment if cfg.augment == "auto" else cfg.augment
+
+    state = {"iteration": start_iteration, "metrics": [], "loss_sum": 0.0, "correct": 0, "seen": 0,
+             "wall_time": 0.0, "train_examples": 0, "eval_examples": 0}
+    checkpoint_path = out_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        state = _load_checkpoint(checkpoint_path, model, optimizer)
+        if mask is not None:
+            mask.apply_(model)
+    if (out_dir / "summary.json").exists() and state["iteration"] == schedule.total:
+        return read_json(out_dir / "summary.json")
+
+    splits = {name: (getattr(data, f"{name}_x").to(device), getattr(data, f"{name}_y").to(device))
+              for name in ("train", "val", "test")}
+    train_x, train_y = splits["train"]
+
+    def record(iteration: int, lr: float) -> None:
+        entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
+                 "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
+                 "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
+        for split in ("val", "test"):
+            loss, acc = evaluate(model, *splits[split])
+            entry[f"{split}_loss"], entry[f"{split}_accuracy"] = loss, acc
+            state["eval_examples"] += len(splits[split][1])
+        state["metrics"].append(entry)
+        state["loss_sum"], state["correct"], state["seen"] = 0.0, 0, 0
+
+    def checkpoint() -> None:
+        _save_checkpoint(checkpoint_path, model, optimizer, state)
+        write_jsonl(out_dir / "metrics.jsonl", state["metrics"])
+
+    started = time.perf_counter()
+    first = state["iteration"]
+    gamma_steps = sum(1 for m in schedule.milestones if m <= first)
+    lr = learning_rate(cfg, schedule, first, gamma_steps)
+    if first == start_iteration and not state["metrics"]:
+        if snapshot_at == first:
+            write_safetensors(out_dir / REWIND, model.state_dict())
+        record(first, lr)
+    model.train()
+    perm = None
+    progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet, leave=False, dynamic_ncols=True)
+    for iteration in range(first, schedule.total):
+        epoch, batch_index = divmod(iteration, schedule.iterations_per_epoch)
+        if perm is None or batch_index == 0:
+            perm = epoch_permutation(len(train_y), data_seed, epoch).to(device)
+        idx = perm[batch_index * cfg.batch_size:(batch_index + 1) * cfg.batch_size]
+        x, y = train_x[idx], train_y[idx]
+        if augment != "none":
+            generator = torch.Generator().manual_seed(derive_seed(data_seed, f"augment:{iteration}"))
+            x = augment_batch(x, augment, generator)
+
+        if iteration in schedule.milestones:
+            gamma_steps += 1
+        lr = learning_rate(cfg, schedule, iteration, gamma_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if mask is not None:
+            mask.apply_(model)
+
+        state["loss_sum"] += loss.item() * len(y)
+        state["correct"] += int((logits.detach().argmax(1) == y).sum())
+        state["seen"] += len(y)
+        state["train_examples"] += len(y)
+        done = iteration + 1
+        state["iteration"] = done
+        if snapshot_at == done:
+            write_safetensors(out_dir / REWIND, model.state_dict())
+        if done % schedule.eval_every == 0 or done == schedule.total:
+            record(done, lr)
+        if done % schedule.iterations_per_epoch == 0 or done == schedule.total:
+            state["wall_time"] += time.perf_counter() - started
+            started = time.perf_counter()
+            checkpoint()
+        progress.update(1)
+    progress.close()
+
+    summary = summarize(state["metrics"])
+    summary.update(iterations=schedule.total, start_iteration=start_iteration,
+                   wall_time_seconds=round(state["wall_time"], 3),
+                   train_examples=state["train_examples"], eval_examples=state["eval_examples"])
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def summarize(metrics: list[dict]) -> dict:
+    last = metrics[-1]
+    best = early_stop(metrics)
+    return {
+        "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
+        "val_accuracy": last["val_accuracy"], "train_accuracy": last["train_accuracy"],
+        "early_stop_iteration": best["iteration"] if best else None,
+        "early_stop_test_accuracy": best["test_accuracy"] if best else None,
+        "early_stop_val_loss": best["val_loss"] if best else None,
+    }
+
+
+def load_final_weights(out_dir: str | Path, model: nn.Module) -> None:
+    """Load the weights a finished training left in `out_dir` into `model`."""
+    tensors = load_file(str(Path(out_dir) / CHECKPOINT))
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+
+
+# Checkpoints: model and optimizer tensors in safetensors, everything else as JSON metadata.
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for index, param_state in opt["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{index}/{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    meta = {"state": state, "param_groups": opt["param_groups"], "optim_scalars": scalars}
+    write_safetensors(path, tensors, {"trainer": json.dumps(meta)})
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["trainer"])
+        tensors = load_file(str(path))
+    except Exception as exc:  # a damaged checkpoint cannot be trusted: say how to recover
+        raise TicketlabError(f"checkpoint {path} is damaged ({exc}); delete it to restart this training") from None
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, index, name = key.split("/", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    for index, values in meta["optim_scalars"].items():
+        opt_state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    return meta["state"]

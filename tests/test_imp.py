@@ -1,0 +1,104 @@
+"""IMP end to end on tiny data: exact densities, determinism, rewinding, and recovery from SIGKILL."""
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_IMP, run_subprocess
+from ticketlab.ticket import load_ticket
+
+
+def level_masks(result):
+    return [load_ticket(level["ticket"]).mask for level in result["levels"]]
+
+
+def test_imp_levels_have_exact_densities_and_tickets(cli, tmp_path):
+    res = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    masks = level_masks(result)
+    total = masks[0].num_total()
+    kept = total
+    for level, mask in zip(result["levels"], masks):
+        assert mask.num_kept() == kept
+        assert level["density"] == pytest.approx(kept / total)
+        assert {"level", "density", "test_accuracy", "early_stop_iteration", "ticket"} <= set(level)
+        kept -= int(round(kept * 0.2))
+    for earlier, later in zip(masks, masks[1:]):
+        for n in earlier.names():
+            assert not (later[n] & ~earlier[n]).any()
+    # The ticket's starting weights are θ₀ with the mask applied, and the trained weights respect the mask.
+    ticket = load_ticket(result["levels"][2]["ticket"])
+    dense = load_ticket(result["levels"][0]["ticket"])
+    for n in ticket.mask.names():
+        assert torch.equal(ticket.init_state[n], dense.init_state[n] * ticket.mask[n])
+        assert torch.all(ticket.trained_state[n][~ticket.mask[n]] == 0)
+
+
+def test_same_config_and_seed_give_bit_identical_masks(cli, tmp_path):
+    a = cli("imp", *TINY_IMP, "--runs-dir", tmp_path / "a", "--json").json()
+    b = cli("imp", *TINY_IMP, "--runs-dir", tmp_path / "b", "--json").json()
+    for ma, mb in zip(level_masks(a), level_masks(b)):
+        assert ma.equals(mb)
+    c = cli("imp", *TINY_IMP, "--runs-dir", tmp_path / "c", "--json", "--seed", "1").json()
+    assert not level_masks(c)[2].equals(level_masks(a)[2])
+
+
+def test_rerun_prints_stored_result_and_other_config_gets_another_dir(cli, tmp_path):
+    first = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json")
+    again = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json")
+    assert again.json() == first.json()
+    assert "finished" in again.err
+    other = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json", "--prune-fraction", "0.5").json()
+    assert other["run_dir"] != first.json()["run_dir"]
+    assert other["levels"][1]["density"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_rewinding_restarts_levels_at_k(cli, tmp_path):
+    result = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json", "--rewind-step", "20it").json()
+    assert result["levels"][0]["start_iteration"] == 0
+    assert all(level["start_iteration"] == 20 for level in result["levels"][1:])
+    dense = load_ticket(result["levels"][0]["ticket"])
+    ticket = load_ticket(result["levels"][1]["ticket"])
+    assert ticket.info["rewind_step"] == 20
+    # θ_k differs from θ₀ and the level-1 ticket starts from it
+    level0 = Path(result["levels"][0]["ticket"]).parent
+    from safetensors.torch import load_file
+    theta_k = load_file(str(level0 / "rewind.safetensors"))
+    name = ticket.mask.names()[0]
+    theta_0 = load_file(str(level0 / "init.safetensors"))
+    assert not torch.equal(theta_k[name], theta_0[name])
+    assert torch.equal(dense.init_state[name], theta_k[name])
+    assert torch.equal(ticket.init_state[name], theta_k[name] * ticket.mask[name])
+
+
+def test_sigkill_in_the_middle_of_a_level_then_resume_matches_uninterrupted(cli, tmp_path):
+    args = [*TINY_IMP, "--steps", "300it", "--eval-every", "25it", "--json"]
+    reference = cli("imp", *args, "--runs-dir", tmp_path / "ref").json()
+
+    runs = tmp_path / "killed"
+    proc = run_subprocess(["imp", *args, "--runs-dir", runs])
+    deadline = time.time() + 120
+    # Wait until level 1 has written a checkpoint, i.e. the kill lands in the middle of a level.
+    while time.time() < deadline and not list(runs.glob("imp-*/seed-0/level-1/checkpoint.safetensors")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    level_dirs = list(runs.glob("imp-*/seed-0/level-1"))
+    assert level_dirs and not (level_dirs[0] / "summary.json").exists(), "the kill did not land mid-level"
+
+    resumed = cli("imp", *args, "--runs-dir", runs).json()
+    for ma, mb in zip(level_masks(reference), level_masks(resumed)):
+        assert ma.equals(mb)
+    ref_dir = Path(reference["run_dir"])
+    for level in range(3):
+        a = (ref_dir / f"level-{level}" / "metrics.jsonl").read_text()
+        b = (Path(resumed["run_dir"]) / f"level-{level}" / "metrics.jsonl").read_text()
+        assert a == b
+    strip = lambda levels: [{k: v for k, v in lv.items() if k not in {"ticket", "wall_time_seconds"}} for lv in levels]
+    assert strip(resumed["levels"]) == strip(reference["levels"])
