@@ -21,7 +21,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "pru
 # The main job's recipe: LeNet-300-100 on Fashion-MNIST with the LTH paper's optimizer (Adam 1.2e-3,
 # batch 60), shortened so that 8 levels and their controls finish in a few minutes on 2 CPU cores.
 DEMO_DEFAULTS = {
-    "train": TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps="3000it", eval_every="100it"),
+    "train": TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps="6000it", eval_every="100it"),
     "prune": PruneConfig(levels=7, prune_fraction=0.2, strategy="global"),
 }
 

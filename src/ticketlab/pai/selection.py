@@ -1,0 +1,78 @@
+"""Exact-count selection for pruning at initialization: top-k by a keep-key, with a per-layer floor.
+
+Every PaI method ends here. A method turns its scores into a *keep-key* (higher = keep) and asks
+for exactly k survivors; `select` adds what `pruning.keep_top_k` does not know about:
+  - `min_per_layer`: each layer's best m weights are reserved first (or all of a smaller layer),
+    then the rest of the budget is filled globally, so the total stays exact;
+  - `alive`: weights outside it can never be chosen (iterative methods that never revive).
+Inversion ("keep the lowest-scored") is the caller negating the key, so ties still break by position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ticketlab.errors import TicketlabError
+from ticketlab.mask import Mask
+from ticketlab.pruning import keep_top_k
+
+
+def check_finite(scores: dict[str, torch.Tensor], method: str) -> None:
+    """NaN or infinite scores would be ranked arbitrarily: refuse them with the layer's name."""
+    for name, score in scores.items():
+        if not bool(torch.isfinite(score).all()):
+            raise TicketlabError(f"{method} produced non-finite scores in layer {name}; the weights or the data "
+                                 "contain NaN/inf or the network overflows — check the model's weights")
+
+
+def layer_floors(sizes: dict[str, int], min_per_layer: int) -> dict[str, int]:
+    """How many weights each layer must keep: min_per_layer, or the whole layer if it is smaller."""
+    return {name: min(min_per_layer, size) for name, size in sizes.items()}
+
+
+def check_floor_fits(floors: dict[str, int], k: int, min_per_layer: int) -> None:
+    needed = sum(floors.values())
+    if needed > k:
+        raise TicketlabError(f"min_per_layer={min_per_layer} needs {needed} weights but the density keeps only {k}; "
+                             "lower min_per_layer or raise the density")
+
+
+def select(keys: dict[str, torch.Tensor], k: int, *, alive: Mask | None = None, min_per_layer: int = 0) -> Mask:
+    """Keep exactly the k highest keys among alive weights, with each layer's top floor reserved first."""
+    if alive is None:
+        alive = Mask({name: torch.ones_like(key, dtype=torch.bool) for name, key in keys.items()})
+    if min_per_layer <= 0:
+        return keep_top_k(keys, alive, k)
+
+    floors = layer_floors({name: int(alive[name].sum()) for name in keys}, min_per_layer)
+    check_floor_fits(floors, k, min_per_layer)
+    reserved = {name: top_in_layer(keys[name], alive[name], floors[name]) for name in keys}
+    # Fill the rest globally among the alive weights that were not reserved.
+    rest_alive = Mask({name: alive[name] & ~reserved[name] for name in keys})
+    rest = keep_top_k(keys, rest_alive, k - sum(floors.values()))
+    return Mask({name: reserved[name] | rest[name] for name in keys})
+
+
+def top_in_layer(key: torch.Tensor, alive: torch.Tensor, count: int) -> torch.Tensor:
+    """Bool mask of the `count` highest keys of one layer among its alive entries (stable ties)."""
+    flat = torch.where(alive.reshape(-1), key.detach().reshape(-1).to(torch.float64),
+                       torch.tensor(float("-inf"), dtype=torch.float64))
+    order = torch.argsort(flat, descending=True, stable=True)
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+    chosen[order[:count]] = True
+    return chosen.reshape(key.shape)
+
+
+def target_count(density: float, total: int) -> int:
+    """Number of weights kept at `density` of `total`: round to nearest, as promised to users."""
+    return int(round(density * total))
+
+
+def schedule_counts(density: float, total: int, rounds: int) -> list[int]:
+    """Counts for an exponential schedule: round t keeps round(total * density**(t/rounds)).
+
+    Non-increasing because density <= 1; the last entry is exactly `target_count(density, total)`.
+    """
+    counts = [int(round(total * density ** (t / rounds))) for t in range(1, rounds + 1)]
+    counts[-1] = target_count(density, total)
+    return counts
