@@ -7,6 +7,7 @@ keeps plain parameters and state_dict keys; the mask never sits inside the forwa
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ class Mask:
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.tensors = {name: t.to(torch.bool) for name, t in tensors.items()}
-        self._float_cache: dict[tuple, list[torch.Tensor]] = {}
+        self._apply_cache: dict[int, tuple] = {}
 
     @classmethod
     def ones(cls, model: nn.Module) -> "Mask":
@@ -56,17 +57,24 @@ class Mask:
 
     @torch.no_grad()
     def apply_(self, model: nn.Module) -> None:
-        """Zero the pruned weights in place (one fused multiply over all masked tensors)."""
-        params = dict(model.named_parameters())
-        targets = [params[name] for name in self.tensors]
-        if not targets:
-            return
-        key = (targets[0].device, targets[0].dtype)
-        floats = self._float_cache.get(key)
-        if floats is None:
-            floats = [t.to(device=key[0], dtype=key[1]) for t in self.tensors.values()]
-            self._float_cache[key] = floats
-        torch._foreach_mul_(targets, floats)
+        """Zero the pruned weights in place: one fused multiply over all masked tensors.
+
+        This runs after every optimizer step, so the parameter list and the masks in the
+        parameters' dtype and device are looked up once per model and reused.
+        """
+        cached = self._apply_cache.get(id(model))
+        if cached is None or cached[0]() is not model:
+            params = dict(model.named_parameters())
+            targets = [params[name] for name in self.tensors]
+            floats = [t.to(device=p.device, dtype=p.dtype) for t, p in zip(self.tensors.values(), targets)]
+            cached = (weakref.ref(model), targets, floats)
+            self._apply_cache[id(model)] = cached
+        _, targets, floats = cached
+        if targets and (targets[0].device != floats[0].device or targets[0].dtype != floats[0].dtype):
+            self._apply_cache.pop(id(model))  # the model moved or changed dtype since: rebuild
+            return self.apply_(model)
+        if targets:
+            torch._foreach_mul_(targets, floats)
 
     # Storage: one bit per weight.
     def packed(self) -> dict[str, torch.Tensor]:

@@ -13,8 +13,11 @@ import math
 
 import torch
 
+from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
+from ticketlab.pai.request import MethodOutput, PaiRequest
+from ticketlab.pai.selection import layer_floors
 
 SMART_RATIO_CLASSIFIER_DENSITY = 0.3  # Su et al. 2020 fix the classifier's keep ratio at 0.3
 _BISECTION_STEPS = 200  # float64 bisection: far past the point where the scale stops changing
@@ -100,3 +103,35 @@ def random_mask_with_counts(shapes: dict[str, torch.Size], counts: dict[str, int
         keep[torch.randperm(keep.numel(), generator=generator)[:counts[name]]] = True
         tensors[name] = keep.reshape(shape)
     return Mask(tensors)
+
+
+# ---- The three methods, as PaI runners -------------------------------------------------------
+
+def _layer_generator(request: PaiRequest) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(request.seed, "pai-random-layers"))
+
+
+def _floors(request: PaiRequest) -> dict[str, int]:
+    sizes = {name: math.prod(shape) for name, shape in request.shapes().items()}
+    return layer_floors(sizes, request.min_per_layer)
+
+
+def _random_with_shares(request: PaiRequest, shares: dict[str, float]) -> MethodOutput:
+    shapes = request.shapes()
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    counts = allocate_counts(request.count, shares, sizes, _floors(request))
+    return MethodOutput(random_mask_with_counts(shapes, counts, _layer_generator(request)), scores=None, rounds=0)
+
+
+def run_random(request: PaiRequest) -> MethodOutput:
+    return _random_with_shares(request, uniform_shares(request.shapes()))
+
+
+def run_erk(request: PaiRequest) -> MethodOutput:
+    return _random_with_shares(request, erk_shares(request.shapes()))
+
+
+def run_smart_ratio(request: PaiRequest) -> MethodOutput:
+    shapes = request.shapes()
+    counts = smart_ratio_counts(request.count, shapes, request.classifier, _floors(request))
+    return MethodOutput(random_mask_with_counts(shapes, counts, _layer_generator(request)), scores=None, rounds=0)

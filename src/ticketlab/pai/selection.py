@@ -76,3 +76,14 @@ def schedule_counts(density: float, total: int, rounds: int) -> list[int]:
     counts = [int(round(total * density ** (t / rounds))) for t in range(1, rounds + 1)]
     counts[-1] = target_count(density, total)
     return counts
+
+
+def keep_by_scores(scores: dict[str, torch.Tensor], count: int, *, keep_largest: bool = True, invert: bool = False,
+                   alive: Mask | None = None, min_per_layer: int = 0) -> Mask:
+    """Exactly `count` weights by a method's scores: its best ones, or its worst ones with `invert`.
+
+    keep_largest=False is for scores where lower is better (GraSP keeps the smallest S).
+    """
+    keep_high = keep_largest != invert
+    keys = scores if keep_high else {name: -score for name, score in scores.items()}
+    return select(keys, count, alive=alive, min_per_layer=min_per_layer)
