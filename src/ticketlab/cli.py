@@ -58,10 +58,15 @@ def configs_from_args(args: argparse.Namespace, sections: list[str]) -> dict[str
             for s in sections}
 
 
-def add_common_options(parser: argparse.ArgumentParser, runs: bool = True) -> None:
+def add_common_options(parser: argparse.ArgumentParser, runs: bool = True, replicates: bool = False) -> None:
     if runs:
         parser.add_argument("--seed", type=int, default=0, help="seed for initialization, data order and pruning")
         parser.add_argument("--runs-dir", default="runs", help="where run directories are created")
+    if replicates:
+        parser.add_argument("--seeds", default=None, help="replicate seeds, e.g. 0,1,2 (overrides --seed); "
+                            "results are aggregated as mean ± std")
+        parser.add_argument("--workers", type=int, default=None, help="parallel processes for replicate seeds "
+                            "(default: one per seed up to the number of cores; threads are shared out among them)")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -79,6 +84,11 @@ def log(message: str) -> None:
 
 # ---- commands -------------------------------------------------------------------------------
 
+def seeds_of(args) -> list[int]:
+    from ticketlab.aggregate import parse_seeds
+    return parse_seeds(args.seeds) if args.seeds else [args.seed]
+
+
 def cmd_train(args) -> int:
     from ticketlab.jobs import run_train
     configs = configs_from_args(args, ["data", "model", "train"])
@@ -91,17 +101,58 @@ def cmd_train(args) -> int:
 
 
 def cmd_imp(args, kind: str = "imp") -> int:
+    from ticketlab.controls import CONTROL_KINDS
     from ticketlab.jobs import run_imp_job
-    from ticketlab.report import level_table
+    from ticketlab.report import level_table, load_run
     configs = configs_from_args(args, ["data", "model", "train", "prune"])
     validate_train(configs["train"])
     validate_prune(configs["prune"])
-    result = run_imp_job(kind, configs, args.seed, args.runs_dir, quiet=args.quiet or args.json, log=log,
-                         reinit_control=(kind == "demo"))
-    text = level_table(result["levels"]) + f"\n\nrun directory: {result['run_dir']}"
-    if kind == "demo":
+    controls = tuple(c for c in args.controls.split(",") if c) if kind == "imp" else ("random-reinit",)
+    unknown = [c for c in controls if c not in CONTROL_KINDS]
+    if unknown:
+        raise TicketlabError(f"unknown control kind(s) {unknown}; known: {', '.join(CONTROL_KINDS)}")
+    seeds = seeds_of(args)
+    result = run_imp_job(kind, configs, seeds, args.runs_dir, quiet=args.quiet or args.json, log=log,
+                         controls=controls, workers=args.workers)
+    text = level_table(load_run(result["run_dir"], seeds)) + f"\n\nrun directory: {result['run_dir']}"
+    if "report" in result:
         text += f"\nreport: {result['report']}\nplot: {result['plot']}"
     emit(args, result, text)
+    return 0
+
+
+def cmd_control(args) -> int:
+    from ticketlab.jobs import run_control_job
+    seeds = seeds_of(args) if args.seeds else None
+    result = run_control_job(args.run, args.kind, args.levels, seeds, args.data_root, args.quiet or args.json,
+                             args.workers)
+    rows = [f"seed {r['seed']} level {r['level']} ({100 * r['density']:.2f}% weights): {args.kind} "
+            f"{r['test_accuracy']:.4f} vs ticket {r['ticket_test_accuracy']:.4f}, early stop {r['early_stop_iteration']}"
+            for r in result["controls"]]
+    emit(args, result, "\n".join(rows))
+    return 0
+
+
+def cmd_stability(args) -> int:
+    from ticketlab.stability import run_stability
+    result = run_stability(args.ticket, args.rewind_step, args.runs_dir, args.seed, args.points, args.data_root,
+                           args.quiet or args.json)
+    emit(args, result, f"error barrier from rewind step {result['rewind_step']}: {100 * result['barrier']:.2f} "
+                       f"percentage points (test error along the path: "
+                       f"{', '.join(f'{100 * e:.2f}' for e in result['test_errors'])}); plot {result['plot']}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ticketlab.aggregate import parse_levels
+    from ticketlab.report import load_run, write_report
+    runs = [load_run(path) for path in args.runs]
+    curves = None
+    if args.curves:
+        curves = parse_levels(args.curves, [r["level"] for r in runs[0].levels])
+    result = write_report(runs, args.out, args.title, curve_levels=curves, html=args.html)
+    result["runs"] = [str(r.run_dir) for r in runs]
+    emit(args, result, f"report: {result['report']}")
     return 0
 
 
@@ -154,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "weights), a random-reinitialization control at every level, a table, report.md and a plot.")
     for section in ("data", "model", "train", "prune"):
         add_config_options(sub, section, DEMO_DEFAULTS.get(section))
-    add_common_options(sub)
+    add_common_options(sub, replicates=True)
 
     sub = command("train", cmd_train, "train a dense network", "Train a dense network with the given recipe; "
                   "writes metrics, checkpoints and a density-1 ticket into a resumable run directory.")
@@ -167,7 +218,39 @@ def build_parser() -> argparse.ArgumentParser:
                   "repeat. Each level writes a ticket file.")
     for section in ("data", "model", "train", "prune"):
         add_config_options(sub, section)
+    sub.add_argument("--controls", default="", help="controls to train at every level, comma-separated: "
+                     "random-reinit, random-reinit-sign, shuffle-layerwise, random-global")
+    add_common_options(sub, replicates=True)
+
+    sub = command("control", cmd_control, "train controls of an existing IMP run",
+                  "Train a control for chosen levels of an IMP run with the run's own recipe, rewind point and "
+                  "data order: random-reinit (fresh weights), random-reinit-sign (fresh magnitudes, signs of θ_k), "
+                  "shuffle-layerwise (each layer's mask permuted), random-global (random mask, same count).")
+    sub.add_argument("run", help="run directory, runs/<kind>-<hash> (all its seeds) or .../seed-<s>")
+    sub.add_argument("--kind", required=True, help="random-reinit, random-reinit-sign, shuffle-layerwise or random-global")
+    sub.add_argument("--levels", default="all", help="levels to control, e.g. 0-5,8")
+    sub.add_argument("--data-root", default=None, help="folder holding datasets, if not where the run found them")
+    add_common_options(sub, runs=False, replicates=True)
+    sub.set_defaults(seed=None)
+
+    sub = command("stability", cmd_stability, "instability analysis: error barrier between two copies trained from θ_k",
+                  "Train two copies of a ticket (or a dense net's density-1 ticket from `train`) from θ_k with "
+                  "different data orders and measure the test-error barrier along the linear path between them.")
+    sub.add_argument("ticket", help="ticket file")
+    sub.add_argument("--rewind-step", default=None, help="k (e.g. 500it or 2ep); default: the ticket's own rewind point")
+    sub.add_argument("--points", type=int, default=11, help="points along the interpolation path, ends included")
+    sub.add_argument("--data-root", default=None, help="folder holding datasets, if not where the ticket's run found them")
     add_common_options(sub)
+
+    sub = command("report", cmd_report, "tables and plots combining runs and their controls",
+                  "Write report.md and PNG plots (accuracy and early-stopping iteration vs percent of weights "
+                  "remaining, training curves) for any number of runs, mean ± std over their seeds.")
+    sub.add_argument("runs", nargs="+", help="run directories (runs/<kind>-<hash>)")
+    sub.add_argument("--out", required=True, help="folder to write the report into")
+    sub.add_argument("--title", default="Lottery tickets", help="report title")
+    sub.add_argument("--curves", default=None, help="levels whose training curves are plotted (default: first, middle, last)")
+    sub.add_argument("--html", action="store_true", help="also write a self-contained report.html")
+    add_common_options(sub, runs=False)
 
     sub = command("show", cmd_show, "summarize a ticket file", "Print a ticket's model, method, densities and metrics.")
     sub.add_argument("ticket", help="path of a ticket.safetensors file")

@@ -58,6 +58,11 @@ class PruneConfig:
     output_prune_fraction: float | None = option(None, "separate pruning rate for the output layer (default: pruned with the others)")
     strategy: str = option("global", "rank weights over all layers at once, or within each layer", choices=("global", "layerwise"))
     rewind_step: str = option("0it", "rewind point k: 0it resets to initialization; e.g. 500it rewinds to the weights after k iterations")
+    retrain: str = option("rewind", "how survivors are retrained at each level: rewind = weights back to θ_k (reset to "
+                          "θ₀ when k = 0); lr-rewind = keep the level's final weights, replay the lr schedule from k; "
+                          "finetune = keep the final weights, train at the final lr", choices=("rewind", "lr-rewind", "finetune"))
+    rewind_optimizer: bool = option(False, "also rewind the optimizer state (momentum, Adam moments) to k; by default "
+                                    "every level starts with a fresh optimizer")
 
 
 def validate_train(cfg: TrainConfig) -> None:
@@ -81,6 +86,8 @@ def validate_prune(cfg: PruneConfig) -> None:
             flag = "--" + name.replace("_", "-")
             raise TicketlabError(f"{flag} must be strictly between 0 and 1, got {value}")
     check_step(cfg.rewind_step, "rewind-step")
+    if cfg.rewind_optimizer and cfg.retrain != "rewind":
+        raise TicketlabError("--rewind-optimizer goes with --retrain rewind; the other modes keep the final weights")
 
 
 def identity_values(configs: dict[str, object]) -> dict[str, object]:

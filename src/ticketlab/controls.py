@@ -1,20 +1,65 @@
-"""Controls that tell whether a ticket is special: here, random reinitialization of the same mask."""
+"""Controls that tell whether a ticket is special, each trained with the ticket's own recipe.
+
+Every control starts at the ticket's rewind iteration k, with the same data order and schedule:
+  random-reinit       same mask, fresh weights from the init distribution (own seed)
+  random-reinit-sign  same mask, fresh magnitudes with the signs of θ_k
+  shuffle-layerwise   each layer's mask permuted (same per-layer counts), weights θ_k
+  random-global       a random mask with the same total count, weights θ_k
+θ_k is the run's rewind point (level-0/rewind.safetensors), unmasked, so a control's mask may keep
+weights the ticket pruned. Each control lives in `level-L/control-<kind>/` beside the ticket.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
 from ticketlab.config import derive_seed
-from ticketlab.imp import ImpSetup, rewind_iteration
+from ticketlab.errors import TicketlabError
+from ticketlab.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
-from ticketlab.trainer import train
+from ticketlab.pai.ablations import random_global, shuffle_layerwise
+from ticketlab.ticket import Ticket
+from ticketlab.trainer import REWIND, train
+
+CONTROL_KINDS = ("random-reinit", "random-reinit-sign", "shuffle-layerwise", "random-global")
 
 
-def train_reinit_control(setup: ImpSetup, level_dir: Path, mask: Mask, level: int) -> dict:
-    """Same mask, fresh weights from the init distribution (its own seed), same recipe from iteration k."""
-    seed = derive_seed(setup.seed, f"reinit:{level}")
-    model = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=seed)
-    return train(model, setup.data, setup.train_cfg, out_dir=level_dir / "random-reinit",
-                 data_seed=derive_seed(setup.seed, "data"), mask=mask, start_iteration=rewind_iteration(setup),
-                 quiet=setup.quiet, label=f"level {level} reinit")
+def control_mask_and_weights(kind: str, setup: ImpSetup, seed_dir: Path, level: int,
+                             mask: Mask) -> tuple[Mask, dict[str, torch.Tensor]]:
+    theta_k = load_file(str(seed_dir / "level-0" / REWIND))
+    seed = derive_seed(setup.seed, f"control:{kind}:{level}")
+    if kind in ("random-reinit", "random-reinit-sign"):
+        fresh = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=seed)
+        weights = {k: v.clone() for k, v in fresh.state_dict().items()}
+        if kind == "random-reinit-sign":
+            for name in mask.names():
+                sign = torch.where(theta_k[name] < 0, -1.0, 1.0).to(weights[name].dtype)
+                weights[name] = weights[name].abs() * sign
+        return mask, weights
+    if kind == "shuffle-layerwise":
+        return shuffle_layerwise(mask, seed), theta_k
+    if kind == "random-global":
+        return random_global(mask, seed), theta_k
+    raise TicketlabError(f"unknown control kind {kind!r}; known: {', '.join(CONTROL_KINDS)}")
+
+
+def train_control(kind: str, setup: ImpSetup, seed_dir: Path, level: int, mask: Mask) -> dict:
+    """Train one control of the level's mask; returns its summary (stored; a rerun returns it at once)."""
+    out_dir = seed_dir / f"level-{level}" / f"control-{kind}"
+    control_mask, weights = control_mask_and_weights(kind, setup, seed_dir, level, mask)
+    model = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=0)
+    model.load_state_dict(weights)
+    start_weights = {n: (v * control_mask[n] if n in control_mask.tensors else v).clone()
+                     for n, v in model.state_dict().items()}
+    summary = train(model, setup.data, setup.train_cfg if level == 0 else retrain_config(setup), out_dir=out_dir,
+                    data_seed=derive_seed(setup.seed, "data"), mask=control_mask,
+                    start_iteration=rewind_iteration(setup) if level > 0 else 0, quiet=setup.quiet,
+                    label=f"level {level} {kind}")
+    if not (out_dir / TICKET).exists():
+        Ticket(model.architecture, control_mask, start_weights, model.state_dict(),
+               ticket_info(setup, f"control:{kind}", level, summary)).save(out_dir / TICKET)
+    return summary

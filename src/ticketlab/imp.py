@@ -3,14 +3,16 @@
 Level 0 trains the dense network from θ₀ and keeps θ_k (the weights after k iterations; k = 0 is θ₀).
 Level L prunes `prune_fraction` of the weights that survived level L-1, by magnitude of its final
 weights, resets the survivors to θ_k and trains again from iteration k (schedule and data order
-resume at k; the optimizer starts fresh at every level). Each level directory holds the trainer's
+resume at k). The optimizer starts fresh at every level unless `rewind_optimizer` restores its
+state at k too. Baselines: `lr-rewind` keeps the final weights and replays the lr schedule from k;
+`finetune` keeps them and trains the same number of iterations at the schedule's final lr. Each level directory holds the trainer's
 files and `ticket.safetensors` (mask, θ_k, trained weights); level 0 also keeps θ₀ in init.safetensors; a finished level is never recomputed,
 and a half-finished one resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -23,7 +25,7 @@ from ticketlab.models import create_model, model_from_architecture
 from ticketlab.pruning import magnitude_prune
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket
-from ticketlab.trainer import REWIND, Schedule, load_final_weights, train
+from ticketlab.trainer import REWIND, REWIND_OPTIMIZER, Schedule, load_final_weights, train
 
 TICKET = "ticket.safetensors"
 INIT = "init.safetensors"
@@ -45,10 +47,26 @@ def rewind_iteration(setup: ImpSetup) -> int:
     return to_iterations(setup.prune_cfg.rewind_step, schedule.iterations_per_epoch, "rewind-step")
 
 
+def method_name(setup: ImpSetup) -> str:
+    retrain = setup.prune_cfg.retrain
+    if retrain == "rewind":
+        return "imp" if rewind_iteration(setup) == 0 else "ltr"
+    return retrain
+
+
+def retrain_config(setup: ImpSetup) -> TrainConfig:
+    """The recipe for levels after 0: the dense one, except fine-tuning runs at the final lr throughout."""
+    if setup.prune_cfg.retrain != "finetune":
+        return setup.train_cfg
+    final = Schedule.of(setup.train_cfg, len(setup.data.train_y)).final_lr(setup.train_cfg)
+    return replace(setup.train_cfg, lr=final, milestones="", warmup="0it")
+
+
 def ticket_info(setup: ImpSetup, method: str, level: int, summary: dict) -> dict:
-    return {"dataset": setup.data_cfg.dataset, "method": method, "level": level, "seed": setup.seed,
+    return {"dataset": setup.data_cfg.dataset, "data_config": vars(setup.data_cfg).copy(), "method": method, "level": level, "seed": setup.seed,
             "init_seed": derive_seed(setup.seed, "init"), "data_seed": derive_seed(setup.seed, "data"),
-            "rewind_step": rewind_iteration(setup), "train_config": vars(setup.train_cfg).copy(),
+            "rewind_step": rewind_iteration(setup), "retrain": setup.prune_cfg.retrain,
+            "train_config": vars(setup.train_cfg).copy(),
             "metrics": summary}
 
 
@@ -74,12 +92,18 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             weights = dict(model.named_parameters())
             mask = magnitude_prune(mask, weights, setup.prune_cfg.prune_fraction, setup.prune_cfg.strategy,
                                    model.output_name, setup.prune_cfg.output_prune_fraction)
-            start_state = load_file(str(seed_dir / "level-0" / REWIND))
+            if setup.prune_cfg.retrain == "rewind":
+                start_state = load_file(str(seed_dir / "level-0" / REWIND))
+            else:
+                start_state = {name: value.clone() for name, value in model.state_dict().items()}
             model = model_from_architecture(architecture)
             model.load_state_dict(start_state)
-        summary = train(model, setup.data, setup.train_cfg, out_dir=level_dir, data_seed=data_seed,
-                        mask=mask, start_iteration=0 if level == 0 else k,
-                        snapshot_at=k if level == 0 else None, quiet=setup.quiet, label=f"level {level}")
+        optimizer_state = (seed_dir / "level-0" / REWIND_OPTIMIZER
+                           if level > 0 and setup.prune_cfg.rewind_optimizer else None)
+        summary = train(model, setup.data, setup.train_cfg if level == 0 else retrain_config(setup),
+                        out_dir=level_dir, data_seed=data_seed, mask=mask, start_iteration=0 if level == 0 else k,
+                        snapshot_at=k if level == 0 else None, optimizer_state=optimizer_state,
+                        quiet=setup.quiet, label=f"level {level}")
         if start_state is None:
             start_state = load_file(str(level_dir / REWIND))
         ticket_path = level_dir / TICKET
@@ -87,7 +111,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             init_state = {name: value * mask[name] if name in mask.tensors else value
                           for name, value in start_state.items()}
             Ticket(architecture, mask, init_state, model.state_dict(),
-                   ticket_info(setup, "imp", level, summary)).save(ticket_path)
+                   ticket_info(setup, method_name(setup), level, summary)).save(ticket_path)
         record = {"level": level, "density": mask.density(), "percent_remaining": 100 * mask.density(),
                   "ticket": str(ticket_path), **summary}
         if on_level is not None:

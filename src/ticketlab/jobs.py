@@ -2,27 +2,40 @@
 
 Inputs (data, model name, densities) are checked before any directory is created, so a mistake
 leaves nothing behind. A finished run prints its stored result without loading any data.
+Replicate seeds run in parallel worker processes when there are cores for them, each worker's
+torch limited to its share of the threads so they do not fight.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+import sys
+from pathlib import Path
 
-from ticketlab.config import config_hash, derive_seed, to_dict
-from ticketlab.controls import train_reinit_control
+import torch
+
+from ticketlab.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
+from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, config_hash, derive_seed
+from ticketlab.controls import CONTROL_KINDS, train_control
 from ticketlab.data import load_dataset
+from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.imp import ImpSetup, run_imp, ticket_info
-from ticketlab.models import create_model
-from ticketlab.report import write_report
-from ticketlab.runs import open_run, run_dir_for
-from ticketlab.ticket import Ticket
-from ticketlab.trainer import train
+from ticketlab.imp import TICKET, ImpSetup, run_imp
 from ticketlab.mask import Mask
+from ticketlab.models import create_model
+from ticketlab.report import load_run, write_report
+from ticketlab.runs import open_run, run_dir_for
+from ticketlab.ticket import Ticket, load_ticket
+from ticketlab.trainer import train
 
 RESULT = "result.json"
+SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig}
 
 
-def _load(configs):
+def load_data(configs):
     d = configs["data"]
     data = load_dataset(d.dataset, data_root=d.data_root, val_size=d.val_size, train_subset=d.train_subset)
     # Build once to fail early on an unknown model or one that does not fit the data.
@@ -30,63 +43,154 @@ def _load(configs):
     return data
 
 
-def _stored(seed_dir, log):
-    if (seed_dir / RESULT).exists():
-        log(f"{seed_dir} is finished; printing its stored result")
-        return read_json(seed_dir / RESULT)
-    return None
+def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict]:
+    """function(seed, *args) for every seed; in parallel processes when workers > 1."""
+    workers = max(1, min(workers, len(seeds)))
+    if workers == 1:
+        return {seed: function(seed, *args) for seed in seeds}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                                                initargs=(threads,)) as pool:
+        futures = {seed: pool.submit(function, seed, *args) for seed in seeds}
+        return {seed: future.result() for seed, future in futures.items()}
 
+
+def default_workers(seeds: list[int]) -> int:
+    return min(len(seeds), os.cpu_count() or 1)
+
+
+# ---- train ---------------------------------------------------------------------------------
 
 def run_train(configs: dict, seed: int, runs_dir: str, quiet: bool, log) -> dict:
     seed_dir = run_dir_for(runs_dir, "train", configs) / f"seed-{seed}"
-    stored = _stored(seed_dir, log)
-    if stored:
-        return stored
-    data = _load(configs)
+    if (seed_dir / RESULT).exists():
+        log(f"{seed_dir} is finished; printing its stored result")
+        return read_json(seed_dir / RESULT)
+    data = load_data(configs)
     seed_dir = open_run(runs_dir, "train", configs) / f"seed-{seed}"
     model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     summary = train(model, data, configs["train"], out_dir=seed_dir, data_seed=derive_seed(seed, "data"),
                     snapshot_at=0, quiet=quiet, label="train")
-    ticket_path = seed_dir / "ticket.safetensors"
+    ticket_path = seed_dir / TICKET
     Ticket(model.architecture, Mask.ones(model), initial, model.state_dict(),
-           {"dataset": configs["data"].dataset, "method": "dense", "seed": seed, "rewind_step": 0,
-            "train_config": vars(configs["train"]).copy(), "metrics": summary}).save(ticket_path)
+           {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "method": "dense", "seed": seed, "rewind_step": 0,
+            "data_seed": derive_seed(seed, "data"), "train_config": vars(configs["train"]).copy(),
+            "metrics": summary}).save(ticket_path)
     result = {"run_dir": str(seed_dir), "ticket": str(ticket_path), "summary": summary,
               "config_hash": config_hash("train", configs)}
     write_json(seed_dir / RESULT, result)
     return result
 
 
-def run_imp_job(kind: str, configs: dict, seed: int, runs_dir: str, quiet: bool, log, reinit_control: bool) -> dict:
+# ---- imp and demo ----------------------------------------------------------------------------
+
+def imp_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, controls: tuple[str, ...]) -> dict:
+    """One seed of an IMP run (with controls at every level); stored in seed-<s>/result.json."""
     seed_dir = run_dir_for(runs_dir, kind, configs) / f"seed-{seed}"
-    stored = _stored(seed_dir, log)
-    if stored:
-        return stored
-    data = _load(configs)
-    seed_dir = open_run(runs_dir, kind, configs) / f"seed-{seed}"
+    if (seed_dir / RESULT).exists():
+        return read_json(seed_dir / RESULT)
+    data = load_data(configs)
     setup = ImpSetup(data, configs["data"], configs["model"], configs["train"], configs["prune"], seed, quiet)
 
     def after_level(level, mask, record):
-        log(f"level {level}: {record['percent_remaining']:.2f}% of weights, test accuracy {record['test_accuracy']:.4f}, "
-            f"early stop at iteration {record['early_stop_iteration']}")
-        if reinit_control:
-            control = train_reinit_control(setup, seed_dir / f"level-{level}", mask, level)
-            record["reinit_test_accuracy"] = control["test_accuracy"]
-            record["reinit_early_stop_iteration"] = control["early_stop_iteration"]
-            record["reinit_early_stop_test_accuracy"] = control["early_stop_test_accuracy"]
-            log(f"level {level} random reinit: test accuracy {control['test_accuracy']:.4f}")
+        log_line = (f"seed {seed} level {level}: {record['percent_remaining']:.2f}% of weights, test accuracy "
+                    f"{record['test_accuracy']:.4f}, early stop at iteration {record['early_stop_iteration']}")
+        for control in controls:
+            summary = train_control(control, setup, seed_dir, level, mask)
+            log_line += f"; {control} {summary['test_accuracy']:.4f}"
+        print(log_line, file=sys.stderr, flush=True)
 
-    levels = run_imp(setup, seed_dir, on_level=after_level)
-    result = {"run_dir": str(seed_dir), "levels": levels, "config_hash": config_hash(kind, configs)}
-    if kind == "demo":
-        model_name, dataset = configs["model"].model, configs["data"].dataset
-        notes = [f"Iterative magnitude pruning ({configs['prune'].strategy}, {configs['prune'].prune_fraction:.0%} per level) "
-                 f"of {model_name} on {dataset}, seed {seed}, rewind step {configs['prune'].rewind_step}, with a random-"
-                 "reinitialization control at every level. Test accuracy is at the end of training; the early-stopping "
-                 "iteration is the iteration of minimum validation loss."]
-        write_report(seed_dir, f"Lottery ticket: {model_name} on {dataset}", levels, to_dict(configs), notes)
-        result["report"] = str(seed_dir / "report.md")
-        result["plot"] = str(seed_dir / "accuracy.png")
+    run_imp(setup, seed_dir, on_level=after_level)
+    result = {"seed": seed, "run_dir": str(seed_dir), "levels": level_records(seed_dir)}
     write_json(seed_dir / RESULT, result)
     return result
+
+
+def run_imp_job(kind: str, configs: dict, seeds: list[int], runs_dir: str, quiet: bool, log,
+                controls: tuple[str, ...] = (), workers: int | None = None) -> dict:
+    run_dir = run_dir_for(runs_dir, kind, configs)
+    if not all((run_dir / f"seed-{s}" / RESULT).exists() for s in seeds):
+        load_data(configs)  # check the inputs before creating anything
+        open_run(runs_dir, kind, configs)
+    else:
+        log(f"{run_dir} is finished for seeds {seeds}; printing its stored result")
+    per_seed = run_seeds(imp_seed, seeds, workers or default_workers(seeds), kind, configs, runs_dir, quiet, controls)
+    levels = aggregate_levels({s: r["levels"] for s, r in per_seed.items()})
+    for level in levels:
+        level["ticket"] = level["tickets"][0]
+        for key in ("test_accuracy", "early_stop_iteration", "early_stop_test_accuracy"):
+            if f"control_random-reinit_{key}" in level:  # the demo's names for its reinit control
+                level[f"reinit_{key}"] = level[f"control_random-reinit_{key}"]
+    result = {"run_dir": str(run_dir), "seeds": seeds, "levels": levels, "config_hash": config_hash(kind, configs)}
+    if kind == "demo":
+        model_name, dataset = configs["model"].model, configs["data"].dataset
+        prune = configs["prune"]
+        notes = [f"Iterative magnitude pruning ({prune.strategy}, {prune.prune_fraction:.0%} per level) of {model_name} "
+                 f"on {dataset}, rewind step {prune.rewind_step}, with a random-reinitialization control at every level."]
+        run = load_run(run_dir, seeds)
+        result.update(write_report([run], run_dir, f"Lottery ticket: {model_name} on {dataset}", notes=notes))
+        result["plot"] = result["accuracy_plot"]
+    return result
+
+
+# ---- controls on an existing run -------------------------------------------------------------
+
+def open_existing_run(path: str | Path, data_root: str | None) -> tuple[Path, str, dict]:
+    """The run directory, its kind and its configs, rebuilt from config.json."""
+    path = Path(path)
+    run_dir = path.parent if path.name.startswith("seed-") else path
+    if not (run_dir / "config.json").exists():
+        raise TicketlabError(f"{path} is not a ticketlab run directory (no config.json); give runs/<kind>-<hash>")
+    stored = read_json(run_dir / "config.json")
+    try:
+        configs = {name: SECTION_TYPES[name](**values) for name, values in stored["config"].items()}
+    except (KeyError, TypeError) as exc:
+        raise TicketlabError(f"{run_dir}/config.json does not match this ticketlab's options ({exc})") from None
+    if data_root is not None:
+        configs["data"] = dataclasses.replace(configs["data"], data_root=data_root)
+    if stored["kind"] not in ("imp", "demo"):
+        raise TicketlabError(f"{run_dir} is a {stored['kind']} run; controls need an imp or demo run")
+    return run_dir, stored["kind"], configs
+
+
+def control_seed(seed: int, run_dir: Path, kind: str, configs: dict, levels: list[int], quiet: bool) -> list[dict]:
+    seed_dir = run_dir / f"seed-{seed}"
+    data = load_data(configs)
+    setup = ImpSetup(data, configs["data"], configs["model"], configs["train"], configs["prune"], seed, quiet)
+    out = []
+    for level in levels:
+        ticket_path = seed_dir / f"level-{level}" / TICKET
+        ticket = load_ticket(ticket_path)
+        summary = train_control(kind, setup, seed_dir, level, ticket.mask)
+        ticket_summary = read_json(seed_dir / f"level-{level}" / "summary.json")
+        out.append({"seed": seed, "level": level, "density": ticket.mask.density(),
+                    "test_accuracy": summary["test_accuracy"],
+                    "early_stop_iteration": summary["early_stop_iteration"],
+                    "ticket_test_accuracy": ticket_summary["test_accuracy"],
+                    "ticket": str(seed_dir / f"level-{level}" / f"control-{kind}" / TICKET)})
+    return out
+
+
+def run_control_job(path: str, kind: str, levels_spec: str, seeds: list[int] | None, data_root: str | None,
+                    quiet: bool, workers: int | None) -> dict:
+    if kind not in CONTROL_KINDS:
+        raise TicketlabError(f"unknown control kind {kind!r}; known: {', '.join(CONTROL_KINDS)}")
+    run_dir, _, configs = open_existing_run(path, data_root)
+    available_seeds = seed_dirs(run_dir)
+    if Path(path).name.startswith("seed-") and seeds is None:
+        seeds = [int(Path(path).name[5:])]
+    seeds = seeds if seeds is not None else sorted(available_seeds)
+    missing = [s for s in seeds if s not in available_seeds]
+    if missing or not seeds:
+        raise TicketlabError(f"seed(s) {missing} not in {run_dir}; it has seeds {sorted(available_seeds)}")
+    levels = {}
+    for seed in seeds:
+        finished = [r["level"] for r in level_records(available_seeds[seed])]
+        levels[seed] = parse_levels(levels_spec, finished)
+    load_data(configs)  # check the data is there before training anything
+    chosen = levels[seeds[0]]
+    per_seed = run_seeds(control_seed, seeds, workers or default_workers(seeds), run_dir, kind, configs, chosen, quiet)
+    rows = [row for seed in seeds for row in per_seed[seed]]
+    return {"run_dir": str(run_dir), "kind": kind, "seeds": seeds, "levels": chosen, "controls": rows}

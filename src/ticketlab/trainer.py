@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
@@ -30,6 +31,7 @@ from ticketlab.steps import to_iteration_list, to_iterations
 
 CHECKPOINT = "checkpoint.safetensors"
 REWIND = "rewind.safetensors"
+REWIND_OPTIMIZER = "rewind-optimizer.safetensors"
 EVAL_BATCH = 2000
 
 
@@ -53,6 +55,10 @@ class Schedule:
             raise TicketlabError(f"--eval-every {cfg.eval_every} is zero iterations; give a positive interval")
         return cls(ipe, total, sorted(to_iteration_list(cfg.milestones, ipe, "milestone")),
                    to_iterations(cfg.warmup, ipe, "warmup"), every)
+
+    def final_lr(self, cfg: TrainConfig) -> float:
+        """The learning rate the schedule ends at (used by the fine-tuning baseline)."""
+        return cfg.lr * cfg.gamma ** sum(1 for m in self.milestones if m < self.total)
 
     def lr_factor(self, iteration: int) -> float:
         factor = 1.0
@@ -100,11 +106,13 @@ def early_stop(metrics: list[dict]) -> dict | None:
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | Path, data_seed: int,
           mask: Mask | None = None, start_iteration: int = 0, snapshot_at: int | None = None,
-          quiet: bool = False, label: str = "train") -> dict:
+          optimizer_state: str | Path | None = None, quiet: bool = False, label: str = "train") -> dict:
     """Train `model` in place from `start_iteration` to the end of the schedule; return the summary.
 
     Writes into `out_dir`: checkpoint.safetensors (each epoch and at the end, with optimizer state),
-    rewind.safetensors (the weights after `snapshot_at` iterations), metrics.jsonl and summary.json.
+    rewind.safetensors (the weights after `snapshot_at` iterations; rewind-optimizer.safetensors has
+    the optimizer state then), metrics.jsonl and summary.json. `optimizer_state` starts the optimizer
+    from such a saved state instead of fresh (rewinding the optimizer along with the weights).
     A finished run returns its stored summary and final weights; an interrupted one resumes.
     """
     out_dir = Path(out_dir)
@@ -127,6 +135,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         state = _load_checkpoint(checkpoint_path, model, optimizer)
         if mask is not None:
             mask.apply_(model)
+    elif optimizer_state is not None:
+        _load_optimizer_state(Path(optimizer_state), optimizer)
     if (out_dir / "summary.json").exists() and state["iteration"] == schedule.total:
         return read_json(out_dir / "summary.json")
 
@@ -145,6 +155,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         state["metrics"].append(entry)
         state["loss_sum"], state["correct"], state["seen"] = 0.0, 0, 0
 
+    def snapshot() -> None:
+        write_safetensors(out_dir / REWIND, model.state_dict())
+        _save_checkpoint(out_dir / REWIND_OPTIMIZER, model, optimizer, {})
+
     def checkpoint() -> None:
         _save_checkpoint(checkpoint_path, model, optimizer, state)
         write_jsonl(out_dir / "metrics.jsonl", state["metrics"])
@@ -155,7 +169,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     lr = learning_rate(cfg, schedule, first, gamma_steps)
     if first == start_iteration and not state["metrics"]:
         if snapshot_at == first:
-            write_safetensors(out_dir / REWIND, model.state_dict())
+            snapshot()
         record(first, lr)
     model.train()
     perm = None
@@ -190,7 +204,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         done = iteration + 1
         state["iteration"] = done
         if snapshot_at == done:
-            write_safetensors(out_dir / REWIND, model.state_dict())
+            snapshot()
         if done % schedule.eval_every == 0 or done == schedule.total:
             record(done, lr)
         if done % schedule.iterations_per_epoch == 0 or done == schedule.total:
@@ -201,6 +215,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     progress.close()
 
     summary = summarize(state["metrics"])
+    summary["final_train_loss"], summary["final_train_accuracy"] = evaluate(model, train_x, train_y)
     summary.update(iterations=schedule.total, start_iteration=start_iteration,
                    wall_time_seconds=round(state["wall_time"], 3),
                    train_examples=state["train_examples"], eval_examples=state["eval_examples"])
@@ -222,7 +237,7 @@ def summarize(metrics: list[dict]) -> dict:
 
 def load_final_weights(out_dir: str | Path, model: nn.Module) -> None:
     """Load the weights a finished training left in `out_dir` into `model`."""
-    tensors = load_file(str(Path(out_dir) / CHECKPOINT))
+    _, tensors = _read_checkpoint(Path(out_dir) / CHECKPOINT)
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
 
 
@@ -241,15 +256,27 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     write_safetensors(path, tensors, {"trainer": json.dumps(meta)})
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     try:
-        from safetensors import safe_open
         with safe_open(str(path), "pt") as f:
             meta = json.loads(f.metadata()["trainer"])
-        tensors = load_file(str(path))
+        return meta, load_file(str(path))
     except Exception as exc:  # a damaged checkpoint cannot be trusted: say how to recover
         raise TicketlabError(f"checkpoint {path} is damaged ({exc}); delete it to restart this training") from None
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    meta, tensors = _read_checkpoint(path)
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    _restore_optimizer(meta, tensors, optimizer)
+    return meta["state"]
+
+
+def _load_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    _restore_optimizer(*_read_checkpoint(path), optimizer)
+
+
+def _restore_optimizer(meta: dict, tensors: dict, optimizer: torch.optim.Optimizer) -> None:
     opt_state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
@@ -258,4 +285,3 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
     for index, values in meta["optim_scalars"].items():
         opt_state.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    return meta["state"]

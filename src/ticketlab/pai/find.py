@@ -1,0 +1,138 @@
+"""`find_mask`: run one pruning-at-initialization method on a model and return an exact-count mask.
+
+This is the one entry point: it checks the user's options (bad ones are TicketlabErrors), builds
+the `PaiRequest`, runs the method with the caller's RNG state and model untouched, and reports
+what happened (achieved density, collapsed layers, examples used, time).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ticketlab.config import derive_seed
+from ticketlab.data import Dataset
+from ticketlab.errors import TicketlabError
+from ticketlab.mask import Mask
+from ticketlab.models import output_name, prunable_names
+from ticketlab.pai.methods import method_info
+from ticketlab.pai.request import PaiRequest
+from ticketlab.pai.selection import check_floor_fits, layer_floors, target_count
+
+
+@dataclass
+class PaiResult:
+    mask: Mask
+    scores: dict[str, torch.Tensor] | None  # final per-weight scores (float64, CPU), method's convention
+    collapsed_layers: list[str]             # prunable layers left with no weight
+    info: dict
+
+
+def find_mask(method: str, model: nn.Module, data: Dataset | None, density: float, *, seed: int = 0,
+              score_batches: int = 1, batch_size: int = 128, iterations: int | None = None,
+              min_per_layer: int = 0, invert: bool = False) -> PaiResult:
+    """Keep exactly round(density · d) of the model's d prunable weights, chosen by `method`.
+
+    The model holds the weights to score (θ₀, or θ_k when rewinding); its weights, mode and buffers
+    are left as they were, and so is the global RNG. Data methods score on the first `score_batches`
+    batches of a permutation of the training set seeded by `seed`. `invert` keeps the worst-scored
+    weights instead; `min_per_layer` reserves each layer's best m weights before the global fill.
+    """
+    info = method_info(method)
+    request = build_request(method, model, data, density, seed=seed, score_batches=score_batches,
+                            batch_size=batch_size, iterations=iterations, min_per_layer=min_per_layer, invert=invert)
+    start = time.perf_counter()
+    with _isolated_rng(model, seed):
+        output = info.run(request)
+    wall_time = time.perf_counter() - start
+
+    mask = output.mask
+    assert mask.num_kept() == request.count, f"{method} kept {mask.num_kept()} weights instead of {request.count}"
+    collapsed = [name for name in mask.names() if not bool(mask[name].any())]
+    details = {
+        "method": method,
+        "density": mask.density(),
+        "target_density": float(density),
+        "kept": mask.num_kept(),
+        "total": mask.num_total(),
+        "examples_used": output.examples_used,
+        "rounds": output.rounds,
+        "bn_mode": info.bn_mode,
+        "seed": seed,
+        "min_per_layer": min_per_layer,
+        "invert": invert,
+        "wall_time_seconds": wall_time,
+    }
+    if info.uses_data:
+        details.update(score_batches=score_batches, batch_size=batch_size)
+    if info.iterative:
+        details["iterations"] = request.iterations
+    details.update(output.extra)
+    return PaiResult(mask, output.scores, collapsed, details)
+
+
+def build_request(method: str, model: nn.Module, data: Dataset | None, density: float, *, seed: int = 0,
+                  score_batches: int = 1, batch_size: int = 128, iterations: int | None = None,
+                  min_per_layer: int = 0, invert: bool = False) -> PaiRequest:
+    """The validated request `find_mask` runs (public so tests can step through iterative rounds)."""
+    info = method_info(method)
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
+        raise TicketlabError(f"density must be in (0, 1] (the fraction of weights kept); got {density!r}")
+    for name, value, lowest in (("seed", seed, 0), ("score_batches", score_batches, 1),
+                                ("batch_size", batch_size, 1), ("min_per_layer", min_per_layer, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise TicketlabError(f"{name} must be an int >= {lowest}; got {value!r}")
+    if iterations is not None:
+        if not info.iterative:
+            raise TicketlabError(f"method {method} is single-shot, so iterations does not apply; "
+                                 "leave it unset or use iter-snip, force or synflow")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise TicketlabError(f"iterations must be an int >= 1; got {iterations!r}")
+    if invert and info.score_order is None:
+        raise TicketlabError(f"method {method} has no scores to invert; use a scoring method "
+                             "(magnitude, snip, grasp, synflow, ...) with invert")
+    if info.uses_data:
+        _check_data(method, model, data)
+
+    names = prunable_names(model)
+    if not names:
+        raise TicketlabError(f"{type(model).__name__} has no prunable (conv or linear) weights; "
+                             "build models with ticketlab.models.create_model")
+    params = dict(model.named_parameters())
+    sizes = {name: params[name].numel() for name in names}
+    count = target_count(density, sum(sizes.values()))
+    if count == 0:
+        raise TicketlabError(f"density {density} keeps 0 of {sum(sizes.values())} weights; raise the density")
+    check_floor_fits(layer_floors(sizes, min_per_layer), count, min_per_layer)
+    return PaiRequest(model=model, data=data, prunable=names, classifier=output_name(model),
+                      density=float(density), count=count, seed=seed, score_batches=score_batches,
+                      batch_size=batch_size, iterations=iterations or info.default_iterations or 1,
+                      min_per_layer=min_per_layer, invert=invert)
+
+
+def _check_data(method: str, model: nn.Module, data: Dataset | None) -> None:
+    if data is None:
+        raise TicketlabError(f"method {method} scores with training data; pass a dataset, or use a data-free "
+                             "method (random, erk, smart-ratio, magnitude, synflow)")
+    architecture = getattr(model, "architecture", None)
+    if architecture:
+        if tuple(architecture.get("input_shape", data.input_shape)) != tuple(data.input_shape):
+            raise TicketlabError(f"the model was built for inputs {tuple(architecture['input_shape'])} but dataset "
+                                 f"{data.name} has {tuple(data.input_shape)}; build the model for this dataset")
+        if architecture.get("num_classes", data.num_classes) != data.num_classes:
+            raise TicketlabError(f"the model has {architecture['num_classes']} outputs but dataset {data.name} has "
+                                 f"{data.num_classes} classes; build the model for this dataset")
+
+
+@contextmanager
+def _isolated_rng(model: nn.Module, seed: int):
+    """Any incidental global randomness while scoring is seeded, and the caller's RNG state restored."""
+    cuda_devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.default_generator.manual_seed(derive_seed(seed, "pai-global"))
+        yield
