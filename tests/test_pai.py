@@ -18,7 +18,7 @@ from ticketlab.models import create_model
 from ticketlab.pai import (PAI_METHODS, find_mask, invert_by_scores, method_names, random_global,
                            shuffle_layerwise)
 from ticketlab.pai.find import build_request
-from ticketlab.pai.grasp import GRASP_TEMPERATURE, hessian_gradient_product
+from ticketlab.pai.grasp import hessian_gradient_product
 from ticketlab.pai.iterative import gradient_rounds
 from ticketlab.pai.layerwise import allocate_counts
 from ticketlab.pai.masked_net import copy_weights, working_copy
@@ -194,6 +194,24 @@ def test_model_weights_buffers_mode_and_global_rng_are_untouched(image_data, met
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow"])
+def test_batchnorm_running_stats_do_not_enter_the_scores(image_data, method):
+    """SNIP/GraSP use batch statistics (train mode); SynFlow resets the stats to 0/1 on its copy."""
+    model = create_model("resnet8_w4", image_data.input_shape, image_data.num_classes, seed=0)
+    drifted = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in drifted.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    drifted.eval()
+    iterations = 2 if PAI_METHODS[method].iterative else None
+    a = find_mask(method, model, image_data, 0.2, batch_size=32, iterations=iterations)
+    b = find_mask(method, drifted, image_data, 0.2, batch_size=32, iterations=iterations)
+    assert a.mask.equals(b.mask)
+    assert torch.allclose(flat(a.scores), flat(b.scores), rtol=1e-5, atol=1e-7 * flat(a.scores).abs().max())
+
+
 def test_info_reports_what_was_done(mlp, data):
     snip = find_mask("snip", mlp, data, 0.1, score_batches=2, batch_size=50)
     assert snip.info["examples_used"] == 100 and snip.info["rounds"] == 1 and snip.info["bn_mode"] == "train"
@@ -317,7 +335,7 @@ def tempered_gradient(model, dataset, names, shift=None):
         with torch.no_grad():
             for name in names:
                 params[name] += shift[name]
-    loss = F.cross_entropy(probe(dataset.train_x) / GRASP_TEMPERATURE, dataset.train_y)
+    loss = F.cross_entropy(probe(dataset.train_x) / 200.0, dataset.train_y)  # the paper's temperature
     return dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names])))
 
 
@@ -378,8 +396,9 @@ def test_scoring_batches_are_a_seeded_sample_of_the_training_set(data):
 
 # ---- Iterative SNIP and FORCE ------------------------------------------------------------------
 
-def test_iter_snip_masks_are_nested_and_follow_the_schedule(mlp, data):
-    request = build_request("iter-snip", mlp, data, 0.05, iterations=6)
+@pytest.mark.parametrize("invert", [False, True])
+def test_iter_snip_masks_are_nested_and_follow_the_schedule(mlp, data, invert):
+    request = build_request("iter-snip", mlp, data, 0.05, iterations=6, invert=invert)
     rounds = list(gradient_rounds(request, revive=False))
     total = rounds[0].mask.num_total()
     assert [r.mask.num_kept() for r in rounds] == schedule_counts(0.05, total, 6)
@@ -387,7 +406,7 @@ def test_iter_snip_masks_are_nested_and_follow_the_schedule(mlp, data):
         for name in later.mask.names():
             assert not (later.mask[name] & ~earlier.mask[name]).any()  # a pruned weight never returns
             assert (later.scores[name][~earlier.mask[name]] == 0).all()  # and scores nothing
-    assert find_mask("iter-snip", mlp, data, 0.05, iterations=6).info["revivals"] == 0
+    assert find_mask("iter-snip", mlp, data, 0.05, iterations=6, invert=invert).info["revivals"] == 0
 
 
 def test_force_can_revive_weights_pruned_in_an_earlier_round(mlp, data):
