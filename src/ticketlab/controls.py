@@ -26,6 +26,7 @@ from ticketlab.ticket import Ticket
 from ticketlab.trainer import REWIND, train
 
 CONTROL_KINDS = ("random-reinit", "random-reinit-sign", "shuffle-layerwise", "random-global")
+MASK_CONTROLS = ("shuffle-layerwise", "random-global")  # change the mask, keep θ_k
 
 
 def control_mask_and_weights(kind: str, setup: ImpSetup, seed_dir: Path, level: int,

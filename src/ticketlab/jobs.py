@@ -19,7 +19,7 @@ import torch
 
 from ticketlab.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, config_hash, derive_seed
-from ticketlab.controls import CONTROL_KINDS, train_control
+from ticketlab.controls import CONTROL_KINDS, MASK_CONTROLS, train_control
 from ticketlab.data import load_dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
@@ -98,6 +98,8 @@ def imp_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, co
         log_line = (f"seed {seed} level {level}: {record['percent_remaining']:.2f}% of weights, test accuracy "
                     f"{record['test_accuracy']:.4f}, early stop at iteration {record['early_stop_iteration']}")
         for control in controls:
+            if level == 0 and control in MASK_CONTROLS:
+                continue  # a shuffled or random dense mask is the dense mask: nothing to learn
             summary = train_control(control, setup, seed_dir, level, mask)
             log_line += f"; {control} {summary['test_accuracy']:.4f}"
         print(log_line, file=sys.stderr, flush=True)

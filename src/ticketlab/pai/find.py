@@ -7,7 +7,7 @@ what happened (achieved density, collapsed layers, examples used, time).
 
 from __future__ import annotations
 
-import math
+import numbers
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +41,9 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
     The model holds the weights to score (θ₀, or θ_k when rewinding); its weights, mode and buffers
     are left as they were, and so is the global RNG. Data methods score on the first `score_batches`
     batches of a permutation of the training set seeded by `seed`. `invert` keeps the worst-scored
-    weights instead; `min_per_layer` reserves each layer's best m weights before the global fill.
+    weights instead (iterative methods invert at every round, so they follow the worst weights
+    throughout); `min_per_layer` reserves each layer's best m weights (all of a smaller layer)
+    before the global fill, at every round.
     """
     info = method_info(method)
     request = build_request(method, model, data, density, seed=seed, score_batches=score_batches,
@@ -81,18 +83,17 @@ def build_request(method: str, model: nn.Module, data: Dataset | None, density: 
                   min_per_layer: int = 0, invert: bool = False) -> PaiRequest:
     """The validated request `find_mask` runs (public so tests can step through iterative rounds)."""
     info = method_info(method)
-    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0 < density <= 1:
+    if isinstance(density, bool) or not isinstance(density, numbers.Real) or not 0 < density <= 1:
         raise TicketlabError(f"density must be in (0, 1] (the fraction of weights kept); got {density!r}")
-    for name, value, lowest in (("seed", seed, 0), ("score_batches", score_batches, 1),
-                                ("batch_size", batch_size, 1), ("min_per_layer", min_per_layer, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise TicketlabError(f"{name} must be an int >= {lowest}; got {value!r}")
+    seed, score_batches, batch_size, min_per_layer = (
+        _checked_int(name, value, lowest) for name, value, lowest in
+        (("seed", seed, 0), ("score_batches", score_batches, 1), ("batch_size", batch_size, 1),
+         ("min_per_layer", min_per_layer, 0)))
     if iterations is not None:
         if not info.iterative:
             raise TicketlabError(f"method {method} is single-shot, so iterations does not apply; "
                                  "leave it unset or use iter-snip, force or synflow")
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise TicketlabError(f"iterations must be an int >= 1; got {iterations!r}")
+        iterations = _checked_int("iterations", iterations, 1)
     if invert and info.score_order is None:
         raise TicketlabError(f"method {method} has no scores to invert; use a scoring method "
                              "(magnitude, snip, grasp, synflow, ...) with invert")
@@ -113,6 +114,12 @@ def build_request(method: str, model: nn.Module, data: Dataset | None, density: 
                       density=float(density), count=count, seed=seed, score_batches=score_batches,
                       batch_size=batch_size, iterations=iterations or info.default_iterations or 1,
                       min_per_layer=min_per_layer, invert=invert)
+
+
+def _checked_int(name: str, value, lowest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
+        raise TicketlabError(f"{name} must be an int >= {lowest}; got {value!r}")
+    return int(value)
 
 
 def _check_data(method: str, model: nn.Module, data: Dataset | None) -> None:

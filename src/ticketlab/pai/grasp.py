@@ -22,7 +22,7 @@ from ticketlab.pai.request import MethodOutput, PaiRequest
 from ticketlab.pai.scoring_data import Batch, class_balanced_batches
 from ticketlab.pai.selection import keep_by_scores
 
-GRASP_TEMPERATURE = 1.0  # the paper's softmax temperature for both passes
+GRASP_TEMPERATURE = 200.0  # the paper's softmax temperature for both passes
 
 
 def hessian_gradient_product(work: torch.nn.Module, weights: Weights, batches: list[Batch],
