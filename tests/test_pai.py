@@ -120,6 +120,15 @@ def test_bad_options_are_user_errors(mlp, data):
         find_mask("snip", wrong_shape, data, 0.5)
 
 
+@pytest.mark.parametrize("method", ["magnitude", "snip", "synflow"])
+def test_non_finite_scores_are_a_user_error_naming_the_layer(data, method):
+    model = create_model("mlp_16_8", data.input_shape, data.num_classes, seed=0)
+    with torch.no_grad():
+        model.hidden[1].weight[0, 0] = float("nan")
+    with pytest.raises(TicketlabError, match="non-finite pruning scores in layer"):
+        find_mask(method, model, data, 0.5)
+
+
 # ---- Exact counts, determinism, isolation ------------------------------------------------------
 
 @settings(max_examples=40, deadline=None)

@@ -45,7 +45,8 @@ def gradient_rounds(request: PaiRequest, revive: bool) -> Iterator[Round]:
         if revive:
             saliency = {name: weights[name] * gradients[name] for name in weights}
         else:
-            saliency = {name: weights[name] * mask[name].to(weights[name].dtype) * gradients[name] for name in weights}
+            saliency = {name: weights[name] * mask[name].to(w.device, w.dtype) * gradients[name]
+                        for name, w in weights.items()}
         scores = to_cpu_float64({name: s.abs() for name, s in saliency.items()})
         mask = keep_by_scores(scores, count, invert=request.invert, alive=None if revive else mask,
                               min_per_layer=request.min_per_layer)
@@ -54,14 +55,12 @@ def gradient_rounds(request: PaiRequest, revive: bool) -> Iterator[Round]:
 
 def _run(request: PaiRequest, revive: bool) -> MethodOutput:
     batch_examples = min(request.score_batches * request.batch_size, len(request.data.train_y))
-    ever_pruned = None
+    # Revivals: weights kept in a round after being pruned in an earlier one (always 0 for iter-SNIP).
+    ever_pruned = {name: ~keep for name, keep in request.all_alive().tensors.items()}
     revivals = 0
     for last in gradient_rounds(request, revive):
-        if ever_pruned is not None:
-            revivals += sum(int((last.mask[n] & ever_pruned[n]).sum()) for n in last.mask.names())
-            ever_pruned = {n: ever_pruned[n] | ~last.mask[n] for n in last.mask.names()}
-        else:
-            ever_pruned = {n: ~last.mask[n] for n in last.mask.names()}
+        revivals += sum(int((last.mask[n] & ever_pruned[n]).sum()) for n in last.mask.names())
+        ever_pruned = {n: ever_pruned[n] | ~last.mask[n] for n in last.mask.names()}
     return MethodOutput(last.mask, last.scores, examples_used=request.iterations * batch_examples,
                         rounds=request.iterations, extra={"revivals": revivals})
 

@@ -20,12 +20,12 @@ from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
 
 
-def check_finite(scores: dict[str, torch.Tensor], method: str) -> None:
+def check_finite(scores: dict[str, torch.Tensor]) -> None:
     """NaN or infinite scores would be ranked arbitrarily: refuse them with the layer's name."""
     for name, score in scores.items():
         if not bool(torch.isfinite(score).all()):
-            raise TicketlabError(f"{method} produced non-finite scores in layer {name}; the weights or the data "
-                                 "contain NaN/inf or the network overflows — check the model's weights")
+            raise TicketlabError(f"non-finite pruning scores in layer {name}: the weights or the data contain "
+                                 "NaN/inf or the network overflows; check the model's weights and the data")
 
 
 def layer_floors(sizes: dict[str, int], min_per_layer: int) -> dict[str, int]:
@@ -51,7 +51,8 @@ def exact_top_k(keys: dict[str, torch.Tensor], alive: Mask, k: int) -> Mask:
     keep = torch.zeros_like(alive_flat)
     if k > 0:
         flat = torch.where(alive_flat, flat, torch.tensor(float("-inf"), dtype=torch.float64))
-        threshold = torch.kthvalue(flat, flat.numel() - k + 1).values  # the k-th largest key, alive since k <= num_alive
+        # The k-th largest key: an alive one, since k <= num_alive and alive keys are finite.
+        threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
         keep = flat > threshold
         # Fill the rest with the keys equal to the threshold, earliest position first (a stable sort's order).
         ties = ((flat == threshold) & alive_flat).nonzero().reshape(-1)
@@ -101,6 +102,7 @@ def keep_by_scores(scores: dict[str, torch.Tensor], count: int, *, keep_largest:
 
     keep_largest=False is for scores where lower is better (GraSP keeps the smallest S).
     """
+    check_finite(scores)
     keep_high = keep_largest != invert
     keys = scores if keep_high else {name: -score for name, score in scores.items()}
     return select(keys, count, alive=alive, min_per_layer=min_per_layer)
