@@ -69,6 +69,7 @@ def main():
     parser.add_argument("--steps", default="5000it")
     parser.add_argument("--levels", default="15")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--workers", default="3", help="parallel seed processes (3 keeps both cores busy to the end)")
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "benchmarks"))
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "lth-lenet-fashion"))
     args = parser.parse_args()
@@ -77,7 +78,7 @@ def main():
     command = ["imp", "--dataset", "fashion-mnist", "--model", "lenet_300_100", "--optimizer", "adam", "--lr", "1.2e-3",
                "--batch-size", "60", "--steps", args.steps, "--eval-every", "100it", "--val-size", "5000",
                "--strategy", "layerwise", "--prune-fraction", "0.2", "--output-prune-fraction", "0.1",
-               "--levels", args.levels, "--seeds", args.seeds, "--controls", "random-reinit,shuffle-layerwise",
+               "--levels", args.levels, "--seeds", args.seeds, "--workers", args.workers, "--controls", "random-reinit,shuffle-layerwise",
                "--runs-dir", args.runs_dir, "--quiet"]
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):

@@ -12,11 +12,13 @@ import json
 import sys
 import typing
 from pathlib import Path
+from pathlib import Path
 
-from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, validate_prune, validate_train
+from ticketlab.config import (DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig, validate_density,
+                              validate_pai, validate_prune, validate_train)
 from ticketlab.errors import TicketlabError
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig, "pai": PaiConfig}
 
 # The main job's recipe: LeNet-300-100 on Fashion-MNIST with the LTH paper's optimizer (Adam 1.2e-3,
 # batch 60), shortened so that 8 levels and their controls finish in a few minutes on 2 CPU cores.
@@ -35,14 +37,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"ticketlab {self.prog.split(' ', 1)[-1]}: error: {message}; see --help\n")
 
 
-def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=None) -> None:
+def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=None, skip=(), overrides=False) -> None:
+    """One option per config field. With `overrides`, options default to unset (only given ones apply)."""
     cls = SECTIONS[section]
     defaults = defaults or cls()
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{section} options")
+    group = parser.add_argument_group(f"{section} options" + (" (default: the ticket's recipe)" if overrides else ""))
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        default = argparse.SUPPRESS if overrides else getattr(defaults, f.name)
         kind = hints[f.name]
         if kind is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
@@ -54,8 +59,8 @@ def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=N
 
 
 def configs_from_args(args: argparse.Namespace, sections: list[str]) -> dict[str, object]:
-    return {s: SECTIONS[s](**{f.name: getattr(args, f.name) for f in dataclasses.fields(SECTIONS[s])})
-            for s in sections}
+    return {s: SECTIONS[s](**{f.name: getattr(args, f.name) for f in dataclasses.fields(SECTIONS[s])
+                              if hasattr(args, f.name)}) for s in sections}
 
 
 def add_common_options(parser: argparse.ArgumentParser, runs: bool = True, replicates: bool = False) -> None:
@@ -156,6 +161,107 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from ticketlab.jobs import load_data
+    from ticketlab.pai_jobs import check_method, prune_seed
+    from ticketlab.runs import open_run
+    from ticketlab.ticket import read_metadata
+    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    validate_train(configs["train"])
+    validate_pai(configs["pai"])
+    check_method(configs["pai"].method)
+    if args.at == "init" and configs["pai"].rewind_step not in ("0it", "0ep", "0"):
+        raise TicketlabError("--at init and --rewind-step conflict; give one of them")
+    data = load_data(configs)
+    open_run(args.runs_dir, "prune", configs)
+    path = prune_seed(args.seed, configs, data, args.runs_dir, args.quiet or args.json)
+    meta = read_metadata(path)
+    result = {"ticket": str(path), "run_dir": str(path.parent), "method": meta["method"], "density": meta["density"],
+              "layers": meta["layers"], "collapsed_layers": meta["collapsed_layers"], "search_cost": meta["search_cost"]}
+    collapsed = f"; layer collapse: {', '.join(meta['collapsed_layers'])}" if meta["collapsed_layers"] else ""
+    emit(args, result, f"{meta['method']} ticket at density {meta['density']:.5f}: {path}{collapsed}")
+    return 0
+
+
+def cmd_train_ticket(args) -> int:
+    import hashlib
+    from ticketlab.data import load_dataset
+    from ticketlab.files import read_json, write_json
+    from ticketlab.pai_jobs import train_ticket_file
+    from ticketlab.ticket import load_ticket, read_metadata
+    ticket = load_ticket(args.ticket)
+    if "train_config" not in ticket.info or "data_config" not in ticket.info:
+        raise TicketlabError(f"{args.ticket} records no training recipe; give one with the train options")
+    train_cfg = dataclasses.replace(TrainConfig(**ticket.info["train_config"]),
+                                    **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)})
+    validate_train(train_cfg)
+    data_cfg = DataConfig(**ticket.info["data_config"])
+    if args.data_root:
+        data_cfg = dataclasses.replace(data_cfg, data_root=args.data_root)
+    identity = json.dumps({"ticket": read_metadata(args.ticket)["checksum"], "train": dataclasses.asdict(train_cfg)}, sort_keys=True)
+    out_dir = Path(args.runs_dir) / f"train-ticket-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    if (out_dir / "result.json").exists():
+        result = read_json(out_dir / "result.json")
+    else:
+        data = load_dataset(data_cfg.dataset, data_root=data_cfg.data_root, val_size=data_cfg.val_size,
+                            train_subset=data_cfg.train_subset)
+        summary = train_ticket_file(Path(args.ticket), out_dir, data, args.quiet or args.json, train_cfg=train_cfg)
+        result = {"run_dir": str(out_dir), "ticket": str(out_dir / "ticket.safetensors"), "density": ticket.mask.density(),
+                  "summary": summary}
+        write_json(out_dir / "result.json", result)
+    s = result["summary"]
+    emit(args, result, f"test accuracy {s['test_accuracy']:.4f}, early-stop iteration {s['early_stop_iteration']} "
+                       f"(test accuracy there {s['early_stop_test_accuracy']:.4f}); trained ticket {result['ticket']}")
+    return 0
+
+
+def cmd_pai(args) -> int:
+    from ticketlab.aggregate import parse_seeds
+    from ticketlab.jobs import default_workers
+    from ticketlab.pai_jobs import run_pai_sweep
+    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    validate_train(configs["train"])
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        densities = [float(d) for d in args.densities.split(",") if d.strip()]
+    except ValueError:
+        raise TicketlabError(f"bad --densities {args.densities!r}: give numbers in (0, 1] separated by commas") from None
+    for density in densities:
+        validate_density(density, "--densities")
+    validate_pai(configs["pai"])
+    seeds = parse_seeds(args.seeds)
+    result = run_pai_sweep(configs, methods, densities, seeds, args.runs_dir, args.quiet or args.json,
+                           args.workers or default_workers(seeds), log)
+    lines = [f"{'method':12s} {'density':>9s} {'test acc':>17s} {'early stop':>15s}  collapsed layers"]
+    for r in result["results"]:
+        lines.append(f"{r['method']:12s} {r['density']:9.5f} {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} "
+                     f"{r['early_stop_iteration']:8.0f} ± {r['early_stop_iteration_std']:4.0f}  "
+                     f"{', '.join(r['collapsed_layers']) or '—'}")
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_sanity(args) -> int:
+    from ticketlab.aggregate import parse_seeds
+    from ticketlab.jobs import default_workers
+    from ticketlab.sanity import run_sanity, sanity_table
+    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    validate_train(configs["train"])
+    validate_pai(configs["pai"])
+    seeds = parse_seeds(args.seeds)
+    result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
+    emit(args, result, sanity_table(result))
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from ticketlab.pai import PAI_METHODS
+    rows = [(name, info.description, info.bn_mode or "—") for name, info in PAI_METHODS.items()]
+    emit(args, {"methods": [{"name": n, "description": d, "bn_mode": b} for n, d, b in rows]},
+         "\n".join(f"{n:12s} {d} [BatchNorm while scoring: {b}]" for n, d, b in rows))
+    return 0
+
+
 def cmd_show(args) -> int:
     from ticketlab.ticket import read_metadata, load_ticket
     load_ticket(args.ticket)  # validates the whole file, not only its header
@@ -250,6 +356,47 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--title", default="Lottery tickets", help="report title")
     sub.add_argument("--curves", default=None, help="levels whose training curves are plotted (default: first, middle, last)")
     sub.add_argument("--html", action="store_true", help="also write a self-contained report.html")
+    add_common_options(sub, runs=False)
+
+    sub = command("prune", cmd_prune, "prune at initialization (or at θ_k) with one method; writes a ticket",
+                  "Score every prunable weight of θ₀ (or of θ_k after k iterations of dense training) with a "
+                  "pruning-at-initialization method and keep exactly density·d weights (see `ticketlab methods`).")
+    for section in ("data", "model", "train", "pai"):
+        add_config_options(sub, section)
+    sub.add_argument("--at", choices=("init",), default=None, help="score at initialization (same as --rewind-step 0it)")
+    add_common_options(sub)
+
+    sub = command("train-ticket", cmd_train_ticket, "train a ticket with the recipe it records (or one given)",
+                  "Train any ticket file from its rewind step with the recipe stored in it; train options given "
+                  "here replace the stored ones. Same metrics as imp.")
+    sub.add_argument("ticket", help="ticket file")
+    add_config_options(sub, "train", overrides=True)
+    sub.add_argument("--data-root", default=None, help="folder holding datasets, if not where the ticket's run found them")
+    add_common_options(sub)
+
+    sub = command("pai", cmd_pai, "run pruning-at-initialization methods across densities and seeds",
+                  "Prune and train every method at every density for every seed (each a resumable prune run) "
+                  "and print accuracy mean ± std and layer collapse.")
+    for section in ("data", "model", "train"):
+        add_config_options(sub, section)
+    add_config_options(sub, "pai", skip=("method", "density"))
+    sub.add_argument("--methods", default="snip,grasp,synflow", help="comma-separated methods")
+    sub.add_argument("--densities", default="0.1,0.036,0.012", help="comma-separated densities")
+    sub.add_argument("--seeds", default="0", help="comma-separated seeds")
+    sub.add_argument("--workers", type=int, default=None, help="parallel processes for seeds (default: up to the cores)")
+    add_common_options(sub)
+
+    sub = command("sanity", cmd_sanity, "sanity checks: ticket vs layer-wise shuffle, reinit and inversion",
+                  "Train a method's ticket and its ablations (layer-wise shuffle, reinitialization, inversion by "
+                  "the method's own score) over seeds; an ablation passes when it loses more than two pooled "
+                  "seed-standard-deviations of test accuracy. --method also takes imp and ltr.")
+    for section in ("data", "model", "train", "pai"):
+        add_config_options(sub, section)
+    sub.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (≥ 2 for a verdict)")
+    sub.add_argument("--workers", type=int, default=None, help="parallel processes for seeds (default: up to the cores)")
+    add_common_options(sub)
+
+    sub = command("methods", cmd_methods, "list the pruning-at-initialization methods", "List the PaI methods.")
     add_common_options(sub, runs=False)
 
     sub = command("show", cmd_show, "summarize a ticket file", "Print a ticket's model, method, densities and metrics.")

@@ -65,6 +65,29 @@ class PruneConfig:
                                     "every level starts with a fresh optimizer")
 
 
+@dataclass
+class PaiConfig:
+    method: str = option("snip", "pruning method (see `ticketlab methods`)")
+    density: float = option(0.1, "fraction of prunable weights kept, in (0, 1]")
+    rewind_step: str = option("0it", "score θ_k and train from iteration k; 0it = at initialization")
+    score_batches: int = option(1, "minibatches of training data the scores are computed on")
+    score_batch_size: int = option(128, "examples per scoring minibatch")
+    iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, 100 for synflow)")
+    min_per_layer: int = option(0, "keep at least this many weights in every layer (prevents layer collapse); 0 = off")
+
+
+def validate_density(density: float, flag: str = "--density") -> None:
+    if not 0 < density <= 1:
+        raise TicketlabError(f"{flag} must be in (0, 1], got {density}")
+
+
+def validate_pai(cfg: PaiConfig) -> None:
+    validate_density(cfg.density)
+    check_step(cfg.rewind_step, "rewind-step")
+    if cfg.score_batches < 1 or cfg.score_batch_size < 1:
+        raise TicketlabError("--score-batches and --score-batch-size must be at least 1")
+
+
 def validate_train(cfg: TrainConfig) -> None:
     for name in ("steps", "warmup", "eval_every"):
         check_step(getattr(cfg, name), name.replace("_", "-"))

@@ -1,0 +1,129 @@
+"""The PaI commands end to end on tiny data: prune, train-ticket, pai sweeps and sanity checks."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ticketlab.pai import method_names
+from ticketlab.ticket import load_ticket
+
+TINY = ["--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--steps", "60it",
+        "--batch-size", "32", "--eval-every", "20it", "--quiet"]
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_prune_writes_a_ticket_with_the_exact_density(cli, tmp_path, method):
+    res = cli("prune", *TINY, "--method", method, "--density", "0.05", "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    ticket = load_ticket(result["ticket"])
+    assert ticket.mask.num_kept() == round(0.05 * ticket.mask.num_total())
+    assert ticket.info["method"] == method and ticket.info["rewind_step"] == 0
+    cost = result["search_cost"]
+    assert cost["total_examples"] == cost["scoring_examples"] >= 0 and cost["total_wall_time_seconds"] > 0
+    for name in ticket.mask.names():  # θ₀ with the mask applied
+        assert (ticket.init_state[name][~ticket.mask[name]] == 0).all()
+
+
+def examples_seen(start, stop, n=600, batch=32):
+    """Training examples in iterations [start, stop) when the last batch of each epoch is partial."""
+    per_epoch = -(-n // batch)
+    return sum(min(batch, n - (i % per_epoch) * batch) for i in range(start, stop))
+
+
+def test_prune_at_a_rewind_step_counts_the_dense_training(cli, tmp_path):
+    result = cli("prune", *TINY, "--method", "snip", "--density", "0.2", "--rewind-step", "20it",
+                 "--runs-dir", tmp_path, "--json").json()
+    assert result["search_cost"]["dense_train_examples"] == examples_seen(0, 20) == 600 + 32
+    assert result["search_cost"]["scoring_examples"] == 128
+    ticket = load_ticket(result["ticket"])
+    trained = cli("train-ticket", result["ticket"], "--runs-dir", tmp_path, "--json", "--quiet").json()
+    assert trained["summary"]["start_iteration"] == 20 and trained["summary"]["iterations"] == 60
+    assert trained["summary"]["train_examples"] == examples_seen(20, 60)
+    # options given replace the ticket's recipe
+    longer = cli("train-ticket", result["ticket"], "--steps", "80it", "--runs-dir", tmp_path, "--json", "--quiet").json()
+    assert longer["summary"]["iterations"] == 80 and longer["run_dir"] != trained["run_dir"]
+    assert load_ticket(longer["ticket"]).mask.equals(ticket.mask)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--density", "0"], ["--density", "(0, 1]"]),
+    (["--density", "1.5"], ["--density"]),
+    (["--method", "lottery"], ["lottery", "synflow"]),
+    (["--at", "init", "--rewind-step", "10it"], ["conflict"]),
+])
+def test_prune_bad_input(cli, tmp_path, args, words):
+    res = cli("prune", *TINY, *args, "--runs-dir", tmp_path / "runs")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1, res.err
+    for word in words:
+        assert word in res.err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_pai_sweep_over_methods_densities_and_seeds(cli, tmp_path):
+    res = cli("pai", *TINY, "--methods", "magnitude,synflow", "--densities", "0.3,0.05", "--seeds", "0,1",
+              "--workers", "1", "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    rows = res.json()["results"]
+    assert [(r["method"], r["density"]) for r in rows] == [("magnitude", 0.3), ("magnitude", 0.05),
+                                                           ("synflow", 0.3), ("synflow", 0.05)]
+    for row in rows:
+        assert len(row["tickets"]) == 2 and 0 <= row["test_accuracy"] <= 1
+        for path in row["tickets"]:
+            assert load_ticket(path).mask.num_kept() == round(row["density"] * load_ticket(path).mask.num_total())
+    again = cli("pai", *TINY, "--methods", "magnitude", "--densities", "0.3", "--seeds", "0,1", "--workers", "1",
+                "--runs-dir", tmp_path, "--json").json()["results"][0]
+    assert again["test_accuracy"] == rows[0]["test_accuracy"]  # reused, not retrained
+
+
+def test_sanity_table_for_a_pai_method(cli, tmp_path):
+    res = cli("sanity", *TINY, "--method", "snip", "--density", "0.1", "--seeds", "0,1", "--workers", "1",
+              "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"ticket", "shuffle-layerwise", "reinit", "invert"}
+    for name in ("shuffle-layerwise", "reinit", "invert"):
+        row = rows[name]
+        assert row["verdict"] in ("passes", "fails")
+        assert row["delta"] == pytest.approx(row["test_accuracy"] - rows["ticket"]["test_accuracy"])
+        expected = "passes" if -row["delta"] > 2 * row["pooled_std"] else "fails"
+        assert row["verdict"] == expected
+    seed_dir = Path(result["run_dir"]) / "seed-0"
+    shuffled = load_ticket(seed_dir / "ablation-shuffle-layerwise" / "ticket.safetensors").mask
+    ticket = load_ticket(seed_dir / "ticket.safetensors").mask
+    assert shuffled.layer_densities() == ticket.layer_densities() and not shuffled.equals(ticket)
+    inverted = load_ticket(seed_dir / "ablation-invert" / "ticket.safetensors").mask
+    assert inverted.num_kept() == ticket.num_kept() and not inverted.equals(ticket)
+    text = cli("sanity", *TINY, "--method", "snip", "--density", "0.1", "--seeds", "0,1", "--workers", "1",
+               "--runs-dir", tmp_path).out
+    assert "shuffle-layerwise" in text and ("passes" in text or "fails" in text)
+
+
+def test_sanity_of_random_has_no_inversion_and_one_seed_no_verdict(cli, tmp_path):
+    result = cli("sanity", *TINY, "--method", "random", "--density", "0.2", "--seeds", "0",
+                 "--runs-dir", tmp_path, "--json").json()
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert rows["invert"]["test_accuracy"] is None and "not defined" in rows["invert"]["verdict"]
+    assert rows["reinit"]["verdict"].startswith("no verdict")
+
+
+def test_sanity_of_imp_tickets(cli, tmp_path):
+    res = cli("sanity", *TINY, "--method", "imp", "--density", "0.6", "--seeds", "0,1", "--workers", "1",
+              "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    assert result["density"] == pytest.approx(0.8 ** math.ceil(math.log(0.6) / math.log(0.8)), abs=1e-3)
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert all(rows[v]["verdict"] in ("passes", "fails") for v in ("shuffle-layerwise", "reinit", "invert"))
+    level_dir = Path(result["run_dir"]) / "seed-0" / "level-3"
+    inverted = load_ticket(level_dir / "ablation-invert" / "ticket.safetensors").mask
+    ticket = load_ticket(level_dir / "ticket.safetensors").mask
+    previous = load_ticket(level_dir.parent / "level-2" / "ticket.safetensors").mask
+    assert inverted.num_kept() == ticket.num_kept()
+    for n in inverted.names():  # chosen among the weights alive before the last pruning step
+        assert not (inverted[n] & ~previous[n]).any()
+    bad = cli("sanity", *TINY, "--method", "ltr", "--density", "0.5", "--runs-dir", tmp_path)
+    assert bad.code == 2 and "rewind step" in bad.err
