@@ -88,7 +88,7 @@ def main():
     out = Path(args.out)
     minutes = (time.time() - started) / 60
     notes = [f"Command: `.venv/bin/python benchmarks/lth_lenet_fashion.py --steps {args.steps} --levels {args.levels} "
-             f"--seeds {args.seeds}`, which runs `ticketlab {' '.join(command[:-2])}`; run on "
+             f"--seeds {args.seeds}`, which runs `ticketlab {' '.join(command[:-3])}`; run on "
              f"{datetime.date.today().isoformat()}, {minutes:.0f} minutes on 2 CPU cores (a rerun reuses finished levels).",
              "", f"Training per level: {args.steps} at batch 60 (the paper: 50,000 iterations); all else as in the paper.",
              "", "## What the data shows", "", *claims(run.levels)]

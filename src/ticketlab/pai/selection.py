@@ -1,7 +1,7 @@
 """Exact-count selection for pruning at initialization: top-k by a keep-key, with a per-layer floor.
 
 Every PaI method ends here. A method turns its scores into a *keep-key* (higher = keep) and asks
-for exactly k survivors; `select` adds what `pruning.keep_top_k` does not know about:
+for exactly k survivors (`pruning.keep_top_k`); `select` adds:
   - `min_per_layer`: each layer's best m weights are reserved first (or all of a smaller layer),
     then the rest of the budget is filled globally, so the total stays exact;
   - `alive`: weights outside it can never be chosen (iterative methods that never revive).
@@ -18,6 +18,7 @@ import torch
 
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
+from ticketlab.pruning import keep_top_k
 
 
 def check_finite(scores: dict[str, torch.Tensor]) -> None:
@@ -40,44 +41,19 @@ def check_floor_fits(floors: dict[str, int], k: int, min_per_layer: int) -> None
                              "lower min_per_layer or raise the density")
 
 
-def exact_top_k(keys: dict[str, torch.Tensor], alive: Mask, k: int) -> Mask:
-    """Keep the k highest keys among alive weights over all tensors; ties go to the lower flat position."""
-    names = list(keys)
-    flat = torch.cat([keys[n].detach().reshape(-1).to("cpu", torch.float64) for n in names])
-    alive_flat = torch.cat([alive[n].reshape(-1).cpu() for n in names])
-    num_alive = int(alive_flat.sum())
-    if not 0 <= k <= num_alive:
-        raise TicketlabError(f"cannot keep {k} weights: only {num_alive} are alive")
-    keep = torch.zeros_like(alive_flat)
-    if k > 0:
-        flat = torch.where(alive_flat, flat, torch.tensor(float("-inf"), dtype=torch.float64))
-        # The k-th largest key: an alive one, since k <= num_alive and alive keys are finite.
-        threshold = torch.kthvalue(flat, flat.numel() - k + 1).values
-        keep = flat > threshold
-        # Fill the rest with the keys equal to the threshold, earliest position first (a stable sort's order).
-        ties = ((flat == threshold) & alive_flat).nonzero().reshape(-1)
-        keep[ties[: k - int(keep.sum())]] = True
-    result, offset = {}, 0
-    for n in names:
-        size = keys[n].numel()
-        result[n] = keep[offset:offset + size].reshape(keys[n].shape)
-        offset += size
-    return Mask(result)
-
-
 def select(keys: dict[str, torch.Tensor], k: int, *, alive: Mask | None = None, min_per_layer: int = 0) -> Mask:
     """Keep exactly the k highest keys among alive weights, with each layer's top floor reserved first."""
     if alive is None:
         alive = Mask({name: torch.ones(key.shape, dtype=torch.bool) for name, key in keys.items()})
     if min_per_layer <= 0:
-        return exact_top_k(keys, alive, k)
+        return keep_top_k(keys, alive, k)
 
     floors = layer_floors({name: int(alive[name].sum()) for name in keys}, min_per_layer)
     check_floor_fits(floors, k, min_per_layer)
-    reserved = {name: exact_top_k({name: keys[name]}, Mask({name: alive[name]}), floors[name])[name] for name in keys}
+    reserved = {name: keep_top_k({name: keys[name]}, Mask({name: alive[name]}), floors[name])[name] for name in keys}
     # Fill the rest globally among the alive weights that were not reserved.
     rest_alive = Mask({name: alive[name].cpu() & ~reserved[name] for name in keys})
-    rest = exact_top_k(keys, rest_alive, k - sum(floors.values()))
+    rest = keep_top_k(keys, rest_alive, k - sum(floors.values()))
     return Mask({name: reserved[name] | rest[name] for name in keys})
 
 
