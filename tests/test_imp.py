@@ -100,5 +100,26 @@ def test_sigkill_in_the_middle_of_a_level_then_resume_matches_uninterrupted(cli,
         a = (ref_dir / f"level-{level}" / "metrics.jsonl").read_text()
         b = (Path(resumed["run_dir"]) / "seed-0" / f"level-{level}" / "metrics.jsonl").read_text()
         assert a == b
-    strip = lambda levels: [{k: v for k, v in lv.items() if "ticket" not in k and "wall_time" not in k} for lv in levels]
+    def strip(levels):  # paths and wall times differ between the two runs; everything else must not
+        return [{k: (v["train_examples"] if k == "search_cost" else v) for k, v in lv.items()
+                 if "ticket" not in k and "wall_time" not in k} for lv in levels]
     assert strip(resumed["levels"]) == strip(reference["levels"])
+
+
+def test_each_level_records_the_compute_spent_to_find_it(cli, tmp_path):
+    result = cli("imp", *TINY_IMP, "--runs-dir", tmp_path, "--json").json()
+    levels = result["levels"]
+    assert levels[0]["search_cost"]["train_examples"] == 0
+    assert levels[2]["search_cost"]["train_examples"] == levels[0]["train_examples"] + levels[1]["train_examples"]
+    assert load_ticket(levels[2]["ticket"]).info["search_cost"] == levels[2]["search_cost"]
+
+
+def test_conv_layers_can_have_their_own_rate(cli, tmp_path):
+    args = ["--dataset", "synthetic-images", "--train-subset", "300", "--model", "conv2", "--steps", "10it",
+            "--batch-size", "32", "--eval-every", "10it", "--levels", "1", "--quiet", "--strategy", "layerwise",
+            "--prune-fraction", "0.2", "--conv-prune-fraction", "0.1", "--output-prune-fraction", "0.3"]
+    result = cli("imp", *args, "--runs-dir", tmp_path, "--json").json()
+    ticket = load_ticket(result["levels"][1]["ticket"])
+    for name, density in ticket.mask.layer_densities().items():
+        expected = 0.7 if name == "classifier.weight" else (0.9 if ticket.init_state[name].dim() == 4 else 0.8)
+        assert density == pytest.approx(expected, abs=0.01), name

@@ -84,7 +84,8 @@ def level_records(seed_dir: Path) -> list[dict]:
             continue
         meta = read_metadata(ticket_path)
         record = {"level": int(level_dir.name.split("-")[1]), "density": meta["density"],
-                  "percent_remaining": 100 * meta["density"], "ticket": str(ticket_path), **read_json(summary_path)}
+                  "percent_remaining": 100 * meta["density"], "ticket": str(ticket_path),
+                  "search_cost": meta.get("search_cost"), **read_json(summary_path)}
         for control_dir in sorted(level_dir.glob("control-*")):
             if (control_dir / "summary.json").exists():
                 kind = control_dir.name[len("control-"):]

@@ -56,6 +56,7 @@ class PruneConfig:
     levels: int = option(7, "pruning levels after the dense level 0 (density 0.8^7 = 21% at 20%)")
     prune_fraction: float = option(0.2, "fraction of the surviving weights pruned at each level")
     output_prune_fraction: float | None = option(None, "separate pruning rate for the output layer (default: pruned with the others)")
+    conv_prune_fraction: float | None = option(None, "separate pruning rate for convolution weights (default: pruned with the others)")
     strategy: str = option("global", "rank weights over all layers at once, or within each layer", choices=("global", "layerwise"))
     rewind_step: str = option("0it", "rewind point k: 0it resets to initialization; e.g. 500it rewinds to the weights after k iterations")
     retrain: str = option("rewind", "how survivors are retrained at each level: rewind = weights back to θ_k (reset to "
@@ -103,7 +104,7 @@ def validate_train(cfg: TrainConfig) -> None:
 def validate_prune(cfg: PruneConfig) -> None:
     if cfg.levels < 0:
         raise TicketlabError(f"--levels must be 0 or more, got {cfg.levels}")
-    for name in ("prune_fraction", "output_prune_fraction"):
+    for name in ("prune_fraction", "output_prune_fraction", "conv_prune_fraction"):
         value = getattr(cfg, name)
         if value is not None and not 0 < value < 1:
             flag = "--" + name.replace("_", "-")

@@ -80,6 +80,8 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
     mask = Mask.ones(model)
     records = []
     previous_dir = None
+    # Compute spent to find each level's mask: the trainings of all earlier levels.
+    search_cost = {"train_examples": 0, "wall_time_seconds": 0.0}
     for level in range(setup.prune_cfg.levels + 1):
         level_dir = seed_dir / f"level-{level}"
         if level == 0:
@@ -91,7 +93,8 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             load_final_weights(previous_dir, model)
             weights = dict(model.named_parameters())
             mask = magnitude_prune(mask, weights, setup.prune_cfg.prune_fraction, setup.prune_cfg.strategy,
-                                   model.output_name, setup.prune_cfg.output_prune_fraction)
+                                   model.output_name, setup.prune_cfg.output_prune_fraction,
+                                   setup.prune_cfg.conv_prune_fraction)
             if setup.prune_cfg.retrain == "rewind":
                 start_state = load_file(str(seed_dir / "level-0" / REWIND))
             else:
@@ -111,11 +114,14 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             init_state = {name: value * mask[name] if name in mask.tensors else value
                           for name, value in start_state.items()}
             Ticket(architecture, mask, init_state, model.state_dict(),
-                   ticket_info(setup, method_name(setup), level, summary)).save(ticket_path)
+                   ticket_info(setup, method_name(setup), level, summary) | {"search_cost": dict(search_cost)}).save(ticket_path)
         record = {"level": level, "density": mask.density(), "percent_remaining": 100 * mask.density(),
+                  "search_cost": dict(search_cost),
                   "ticket": str(ticket_path), **summary}
         if on_level is not None:
             on_level(level, mask, record)
         records.append(record)
         previous_dir = level_dir
+        search_cost["train_examples"] += summary["train_examples"]
+        search_cost["wall_time_seconds"] += summary["wall_time_seconds"]
     return records

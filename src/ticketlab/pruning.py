@@ -48,22 +48,28 @@ def prune_count(alive: int, fraction: float) -> int:
 
 
 def magnitude_prune(mask: Mask, weights: dict[str, torch.Tensor], fraction: float, strategy: str = "global",
-                    output_name: str | None = None, output_fraction: float | None = None) -> Mask:
+                    output_name: str | None = None, output_fraction: float | None = None,
+                    conv_fraction: float | None = None) -> Mask:
     """Prune `fraction` of the surviving weights with the smallest |w|.
 
     global: one ranking over all masked tensors; layerwise: each tensor loses `fraction` of its own
-    survivors. With `output_fraction`, the output layer is pruned on its own at that rate.
+    survivors. With `output_fraction`, the output layer is pruned on its own at that rate; with
+    `conv_fraction`, the convolution weights (tensors of more than two dimensions) are pruned as a
+    group of their own at that rate (the LTH paper's Conv-2/4/6 rates: conv 10-15%, fc 20%, output 10%).
     """
     scores = {n: weights[n].abs() for n in mask.names()}
-    groups: list[tuple[list[str], float]] = []
     separate_output = output_fraction is not None and output_name in scores
     rest = [n for n in mask.names() if not (separate_output and n == output_name)]
-    if strategy == "global":
-        groups.append((rest, fraction))
-    elif strategy == "layerwise":
-        groups.extend(([n], fraction) for n in rest)
-    else:
+    families = [(rest, fraction)]
+    if conv_fraction is not None:
+        convs = [n for n in rest if scores[n].dim() > 2]
+        families = [([n for n in rest if n not in convs], fraction), (convs, conv_fraction)]
+    if strategy not in ("global", "layerwise"):
         raise TicketlabError(f"unknown pruning strategy {strategy!r}; known: global, layerwise")
+    groups: list[tuple[list[str], float]] = []
+    for names, rate in families:
+        if names:
+            groups.extend([(names, rate)] if strategy == "global" else [([n], rate) for n in names])
     if separate_output:
         groups.append(([output_name], output_fraction))
 
