@@ -595,3 +595,12 @@ def test_augment_none_returns_the_input_and_unknown_kind_fails():
         augment_batch(x, "mixup", torch.Generator())
     with pytest.raises(TicketlabError, match="needs \\(B, C, H, W\\) images"):
         augment_batch(torch.randn(2, 20), "flip-crop", torch.Generator())
+
+
+def test_test_subset_keeps_the_first_test_examples():
+    full = load_dataset("synthetic")
+    part = load_dataset("synthetic", test_subset=120)
+    assert len(part.test_y) == 120 and torch.equal(part.test_y, full.test_y[:120])
+    assert torch.equal(part.test_x, full.test_x[:120])
+    with pytest.raises(TicketlabError, match="test_subset"):
+        load_dataset("synthetic", test_subset=10_000)

@@ -185,8 +185,8 @@ def cmd_prune(args) -> int:
 
 def cmd_train_ticket(args) -> int:
     import hashlib
-    from ticketlab.data import load_dataset
     from ticketlab.files import read_json, write_json
+    from ticketlab.jobs import load_data_config
     from ticketlab.pai_jobs import train_ticket_file
     from ticketlab.ticket import load_ticket, read_metadata
     ticket = load_ticket(args.ticket)
@@ -203,8 +203,7 @@ def cmd_train_ticket(args) -> int:
     if (out_dir / "result.json").exists():
         result = read_json(out_dir / "result.json")
     else:
-        data = load_dataset(data_cfg.dataset, data_root=data_cfg.data_root, val_size=data_cfg.val_size,
-                            train_subset=data_cfg.train_subset)
+        data = load_data_config(data_cfg)
         summary = train_ticket_file(Path(args.ticket), out_dir, data, args.quiet or args.json, train_cfg=train_cfg)
         result = {"run_dir": str(out_dir), "ticket": str(out_dir / "ticket.safetensors"), "density": ticket.mask.density(),
                   "summary": summary}

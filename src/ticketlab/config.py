@@ -27,6 +27,7 @@ class DataConfig:
     data_root: str | None = option(None, "folder holding datasets (default: $TICKETLAB_DATA_ROOT or ./data)", identity=False)
     val_size: int | None = option(None, "validation examples held out from the training set (default: the dataset's, 5000 for 60k-image sets)")
     train_subset: int = option(0, "use only the first N training examples (0 = all)")
+    test_subset: int = option(0, "evaluate on only the first N test examples (0 = all); for quick runs, say so when reporting")
 
 
 @dataclass

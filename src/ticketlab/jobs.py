@@ -35,9 +35,13 @@ RESULT = "result.json"
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig}
 
 
+def load_data_config(d: DataConfig):
+    return load_dataset(d.dataset, data_root=d.data_root, val_size=d.val_size, train_subset=d.train_subset,
+                        test_subset=d.test_subset)
+
+
 def load_data(configs):
-    d = configs["data"]
-    data = load_dataset(d.dataset, data_root=d.data_root, val_size=d.val_size, train_subset=d.train_subset)
+    data = load_data_config(configs["data"])
     # Build once to fail early on an unknown model or one that does not fit the data.
     create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
     return data

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from ticketlab.config import DataConfig, TrainConfig, derive_seed
-from ticketlab.data import load_dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.models import model_from_architecture
@@ -40,6 +39,7 @@ def error_barrier(errors: list[float]) -> float:
 
 def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed: int, points: int,
                   data_root: str | None, quiet: bool, same_data_order: bool = False) -> dict:
+    from ticketlab.jobs import load_data_config
     ticket = load_ticket(ticket_path)
     info = ticket.info
     if "train_config" not in info or "data_config" not in info:
@@ -50,8 +50,7 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
     if points < 3:
         raise TicketlabError(f"--points must be at least 3, got {points}")
-    data = load_dataset(data_cfg.dataset, data_root=data_cfg.data_root, val_size=data_cfg.val_size,
-                        train_subset=data_cfg.train_subset)
+    data = load_data_config(data_cfg)
     schedule = Schedule.of(train_cfg, len(data.train_y))
     start = int(info.get("rewind_step", 0))
     k = start if rewind_step is None else to_iterations(rewind_step, schedule.iterations_per_epoch, "rewind-step")

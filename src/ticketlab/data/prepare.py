@@ -26,17 +26,22 @@ def split_indices(num_examples: int, val_size: int, split_seed: int) -> tuple[np
     return order[val_size:], order[:val_size]
 
 
-def prepare(name: str, raw: RawSplits, val_size: int, train_subset: int, split_seed: int) -> Dataset:
+def prepare(name: str, raw: RawSplits, val_size: int, train_subset: int, split_seed: int,
+            test_subset: int = 0) -> Dataset:
     """Split, subset and standardize `raw` into a Dataset; option mistakes become TicketlabErrors."""
     num_train = len(raw.train_y)
     check_sizes(name, num_train, val_size, train_subset)
+    if not 0 <= test_subset <= len(raw.test_y):
+        raise TicketlabError(f"test_subset {test_subset} must be 0 (all) or at most the {len(raw.test_y)} {name} "
+                             "test examples")
+    test_count = test_subset or len(raw.test_y)
     train_idx, val_idx = split_indices(num_train, val_size, split_seed)
     if train_subset > 0:
         train_idx = train_idx[:train_subset]
 
     train_x = to_float_tensor(raw.train_x[train_idx])
     val_x = to_float_tensor(raw.train_x[val_idx])
-    test_x = to_float_tensor(raw.test_x)
+    test_x = to_float_tensor(raw.test_x[:test_count])
     mean, std = channel_statistics(train_x)
     for x in (train_x, val_x, test_x):
         x.sub_(mean).div_(std)
@@ -48,7 +53,7 @@ def prepare(name: str, raw: RawSplits, val_size: int, train_subset: int, split_s
         val_x=val_x,
         val_y=torch.from_numpy(raw.train_y[val_idx].astype(np.int64)),
         test_x=test_x,
-        test_y=torch.from_numpy(np.array(raw.test_y, dtype=np.int64)),
+        test_y=torch.from_numpy(np.array(raw.test_y[:test_count], dtype=np.int64)),
         num_classes=raw.num_classes,
         augment=raw.augment,
     )

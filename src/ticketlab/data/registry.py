@@ -55,12 +55,13 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size: int | None = None,
-                 train_subset: int = 0, split_seed: int = 0) -> Dataset:
+                 train_subset: int = 0, split_seed: int = 0, test_subset: int = 0) -> Dataset:
     """Load dataset `name` into memory with a validation split held out of its training set.
 
     data_root: folder to search (default $TICKETLAB_DATA_ROOT, else ./data).
     val_size: examples held out for validation (default: the dataset's own; 0 for none).
     train_subset: keep only this many training examples (0 keeps all).
+    test_subset: evaluate on only the first this many test examples (0 keeps all).
     split_seed: chooses which examples are held out.
     """
     entry = DATASETS.get(name)
@@ -69,4 +70,5 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
     if val_size is None:
         val_size = entry.default_val_size
     raw = entry.loader(resolve_data_root(data_root))
-    return prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed)
+    return prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed,
+                   test_subset=test_subset)

@@ -1,0 +1,235 @@
+"""`search_mask`: Concrete Ticket Search, the entry point, and the search loop it runs.
+
+Weights stay frozen at the model's current values (θ₀, or θ_k when rewinding); one logit per prunable
+weight is trained with Adam. Each step draws one logistic noise per logit (shared by the whole
+minibatch), forms the soft mask σ((a + L)/τ), runs the dense network without grad (objectives that
+compare to it) and the masked network with grad, backpropagates the scaled objective to the logits
+only, balances the gradient against the expected density (balance.py) and steps. The final mask keeps
+the global top round(κ·d) logits (extract.py).
+
+The caller's model (weights, buffers, train/eval mode) and global RNG are left as they were: the
+search runs on a deep copy, draws its noise and batch order from generators seeded by `seed`, and
+forks the global RNG for anything incidental.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ticketlab.config import derive_seed
+from ticketlab.cts.balance import BalanceStep, make_balance
+from ticketlab.cts.concrete import expected_density, initial_logits, logistic_noise, soft_mask
+from ticketlab.cts.config import CtsConfig, method_name, validate_config
+from ticketlab.cts.extract import extract_mask
+from ticketlab.cts.frozen_net import FrozenNet
+from ticketlab.cts.objectives import OBJECTIVES
+from ticketlab.data import Dataset, batches_per_epoch, epoch_permutation
+from ticketlab.errors import TicketlabError
+from ticketlab.mask import Mask
+from ticketlab.models import prunable_names
+
+Progress = Callable[[int, int], None]  # called with (steps done, search_steps) after every step
+
+
+@dataclass
+class CtsResult:
+    mask: Mask
+    logits: dict[str, torch.Tensor]  # final logits per prunable weight (CPU, detached)
+    log: list[dict]                  # every log_every steps: step, expected_density, objective, lambda, lr
+    info: dict
+
+
+def search_mask(model: nn.Module, data: Dataset, density: float, search_steps: int, config: CtsConfig | None = None,
+                *, seed: int = 0, invert: bool = False, log_every: int = 50, progress: Progress | None = None,
+                training_lr: float | None = None) -> CtsResult:
+    """Search a mask keeping exactly round(density · d) of the model's d prunable weights.
+
+    The Adam learning rate on the logits is `config.lr`, or else `training_lr` (the paper uses the
+    training recipe's lr); one of them must be given. `invert` keeps the lowest logits instead.
+    """
+    config = CtsConfig() if config is None else config
+    validate_config(config)
+    lr = _check_arguments(model, data, density, search_steps, seed, log_every, config, training_lr)
+    start = time.perf_counter()
+    with _isolated_rng(model, seed):
+        search = ConcreteSearch(model, data, density, config, lr=lr, total_steps=search_steps, seed=seed)
+        log = []
+        for _ in range(search_steps):
+            record = search.step()
+            if search.steps_done % log_every == 0 or search.steps_done == search_steps:
+                log.append({"step": search.steps_done, "expected_density": expected_density(search.logits.detach()),
+                            "objective": float(record.objective), "lambda": record.balance.multiplier,
+                            "lr": record.lr})
+            if progress is not None:
+                progress(search.steps_done, search_steps)
+        logits = {name: values.detach().to("cpu").clone() for name, values in search.per_layer_logits().items()}
+    mask = extract_mask(logits, search.count, invert=invert)
+    wall_time = time.perf_counter() - start
+    assert mask.num_kept() == search.count
+
+    info = {
+        "method": method_name(config),
+        "density": mask.density(),
+        "target_density": float(density),
+        "kept": mask.num_kept(),
+        "total": mask.num_total(),
+        "search_steps": search_steps,
+        "batch_size": config.batch_size,
+        # Training examples drawn: one masked forward each; the dense forward (kl, forward-kl,
+        # feature) sees the same examples again without grad.
+        "examples_used": search.masked_examples,
+        "masked_forward_examples": search.masked_examples,
+        "dense_forward_examples": search.dense_examples,
+        "wall_time_seconds": wall_time,
+        "final_expected_density": expected_density(search.logits.detach()),
+        "final_lambda": search.balance.multiplier,
+        "lr": lr,
+        "budget": search.budget,
+        "seed": seed,
+        "invert": invert,
+        "bn_mode": "train",
+        "config": asdict(config),
+    }
+    return CtsResult(mask, logits, log, info)
+
+
+@dataclass
+class StepRecord:
+    objective: torch.Tensor  # scaled objective of this step's batch (detached)
+    balance: BalanceStep
+    lr: float
+
+
+class ConcreteSearch:
+    """The state of one search: frozen net, flat logits, Adam, balance, batch order and noise stream."""
+
+    def __init__(self, model: nn.Module, data: Dataset, density: float, config: CtsConfig, *, lr: float,
+                 total_steps: int, seed: int = 0):
+        self.config = config
+        self.objective = OBJECTIVES[config.objective]
+        self.net = FrozenNet(model, capture_features=self.objective.needs_features)
+        total = self.net.total
+        self.count = int(round(density * total))
+        self.budget = config.budget_factor * density * total  # d′, an expected count: not rounded
+        start_density = density if config.init_density is None else config.init_density
+        self.logits = initial_logits(start_density, total, self.net.dtype, self.net.device).requires_grad_(True)
+        self.optimizer = torch.optim.Adam([self.logits], lr=lr)
+        self.base_lr = lr
+        self.drop_step = int(round(config.lr_drop_at * total_steps))  # steps from here on use the dropped lr
+        self.balance = make_balance(config.balance, self.budget, total, config.smoothing, config.dual_lr)
+        self.noise_generator = torch.Generator(device=self.net.device).manual_seed(derive_seed(seed, "cts-noise"))
+        self.batches = SearchBatches(data, config.batch_size, derive_seed(seed, "cts-data-order"), self.net.device,
+                                     self.net.dtype)
+        self.steps_done = 0
+        self.masked_examples = 0
+        self.dense_examples = 0
+
+    def lr_at(self, step: int) -> float:
+        return self.base_lr * (self.config.lr_drop_factor if step >= self.drop_step else 1.0)
+
+    def sample_soft_mask(self) -> torch.Tensor:
+        noise = logistic_noise(self.net.total, self.noise_generator, self.net.dtype, self.net.device)
+        return soft_mask(self.logits, noise, self.config.temperature)
+
+    def objective_value(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The scaled objective of the network masked by `mask` (a flat soft mask) on one batch."""
+        dense = None
+        if self.objective.needs_dense:
+            dense = self.net.dense(x)
+            self.dense_examples += len(x)
+        sparse = self.net.masked(x, mask)
+        self.masked_examples += len(x)
+        return self.objective.compute(sparse, dense, y) * self.config.objective_scale
+
+    def step(self) -> StepRecord:
+        x, y = self.batches.next()
+        value = self.objective_value(x, y, self.sample_soft_mask())
+        (objective_grad,) = torch.autograd.grad(value, [self.logits])
+        balanced = self.balance.step(self.logits.detach(), objective_grad)
+        lr = self.lr_at(self.steps_done)
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.logits.grad = balanced.gradient
+        self.optimizer.step()
+        self.logits.grad = None
+        self.steps_done += 1
+        return StepRecord(value.detach(), balanced, lr)
+
+    def per_layer_logits(self) -> dict[str, torch.Tensor]:
+        return self.net.per_layer(self.logits.detach())
+
+
+class SearchBatches:
+    """Minibatches in a seeded order: a fresh permutation of the training set every epoch, no augmentation."""
+
+    def __init__(self, data: Dataset, batch_size: int, order_seed: int, device: torch.device, dtype: torch.dtype):
+        self.x = data.train_x.to(device, dtype)
+        self.y = data.train_y.to(device)
+        self.batch_size = batch_size
+        self.order_seed = order_seed
+        self.per_epoch = batches_per_epoch(len(self.y), batch_size)
+        self.drawn = 0
+        self.order: torch.Tensor | None = None
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = divmod(self.drawn, self.per_epoch)
+        if index == 0:
+            self.order = epoch_permutation(len(self.y), self.order_seed, epoch).to(self.x.device)
+        self.drawn += 1
+        picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.x.index_select(0, picked), self.y.index_select(0, picked)
+
+
+def _check_arguments(model, data, density, search_steps, seed, log_every, config: CtsConfig, training_lr) -> float:
+    """Validate what `search_mask` was given; return the learning rate on the logits."""
+    if isinstance(density, bool) or not isinstance(density, numbers.Real) or not 0 < density < 1:
+        raise TicketlabError(f"CTS density must be strictly between 0 and 1 (the fraction of weights kept); got {density!r}")
+    for name, value, lowest in (("search_steps", search_steps, 1), ("seed", seed, 0), ("log_every", log_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
+            raise TicketlabError(f"CTS {name} must be an int >= {lowest}; got {value!r}")
+    names = prunable_names(model)
+    if not names:
+        raise TicketlabError(f"{type(model).__name__} has no prunable (conv or linear) weights; "
+                             "build models with ticketlab.models.create_model")
+    params = dict(model.named_parameters())
+    total = sum(params[name].numel() for name in names)
+    if int(round(density * total)) == 0:
+        raise TicketlabError(f"density {density} keeps 0 of {total} weights; raise the density")
+    _check_data(model, data)
+    lr = config.lr if config.lr is not None else training_lr
+    if lr is None:
+        raise TicketlabError("CTS needs a learning rate for the logits: set CtsConfig.lr or pass the training "
+                             "lr as training_lr (the paper uses the training lr, 0.1 on CIFAR)")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise TicketlabError(f"CTS learning rate must be a positive number; got {lr!r}")
+    return float(lr)
+
+
+def _check_data(model: nn.Module, data) -> None:
+    if not isinstance(data, Dataset):
+        raise TicketlabError("CTS searches with training data; pass a ticketlab Dataset (see load_dataset)")
+    if len(data.train_y) == 0:
+        raise TicketlabError(f"dataset {data.name} has no training examples to search with; use a larger training subset")
+    architecture = getattr(model, "architecture", None) or {}
+    if tuple(architecture.get("input_shape", data.input_shape)) != tuple(data.input_shape):
+        raise TicketlabError(f"the model was built for inputs {tuple(architecture['input_shape'])} but dataset "
+                             f"{data.name} has {tuple(data.input_shape)}; build the model for this dataset")
+    if architecture.get("num_classes", data.num_classes) != data.num_classes:
+        raise TicketlabError(f"the model has {architecture['num_classes']} outputs but dataset {data.name} has "
+                             f"{data.num_classes} classes; build the model for this dataset")
+
+
+@contextmanager
+def _isolated_rng(model: nn.Module, seed: int):
+    """Incidental global randomness during the search is seeded; the caller's RNG state is restored."""
+    cuda_devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.default_generator.manual_seed(derive_seed(seed, "cts-global"))
+        yield
