@@ -20,7 +20,8 @@ def fashion_mnist_available():
 pytestmark = pytest.mark.skipif(not fashion_mnist_available(),
                                 reason="Fashion-MNIST not installed (make test installs it as root)")
 
-SHORT = ["--train-subset", "3000", "--steps", "300it", "--eval-every", "50it", "--levels", "2", "--quiet"]
+SHORT = ["--train-subset", "3000", "--val-size", "1000", "--test-subset", "2000", "--steps", "300it",
+         "--eval-every", "50it", "--levels", "2", "--quiet"]
 
 
 def test_demo_writes_levels_controls_report_and_plot(cli, tmp_path):

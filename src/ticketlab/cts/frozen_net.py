@@ -1,11 +1,11 @@
 """The frozen network a search runs on: a private copy of the model, its θ as one flat vector, and
-forward passes with θ (dense) or θ ⊙ m (masked, differentiable in m).
+forward passes with θ (dense) or with given prunable weights such as θ ⊙ m (masked).
 
 The copy is in train mode, so BatchNorm normalizes with batch statistics in both passes; its running
 statistics change, the caller's model never does. Its parameters do not require grad, so a backward
-pass from the masked output reaches only the soft mask (hence the logits). The masked pass hands the
+pass from the masked output reaches only the mask (hence the logits). The masked pass hands the
 products θ ⊙ m to `torch.func.functional_call` as the prunable weights, so the mask sits inside the
-forward pass, as the gradient to the logits requires.
+forward pass, as the gradient to the logits requires, and nothing is written into the copy.
 """
 
 from __future__ import annotations
@@ -65,10 +65,9 @@ class FrozenNet:
         """The frozen network as it is (mask all ones), without autograd."""
         return self._outputs(self.work(x))
 
-    def masked(self, x: torch.Tensor, soft_mask: torch.Tensor) -> Outputs:
-        """The network with prunable weights θ ⊙ m, m a flat vector over all prunable weights."""
-        weights = self.per_layer(self.theta * soft_mask)
-        return self._outputs(functional_call(self.work, weights, (x,), strict=False))
+    def masked(self, x: torch.Tensor, weights: list[torch.Tensor]) -> Outputs:
+        """The network with `weights` (e.g. θ ⊙ m, one tensor per prunable weight, in order) as its prunable weights."""
+        return self._outputs(functional_call(self.work, dict(zip(self.names, weights)), (x,), strict=False))
 
     def per_layer(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of a flat vector as one tensor per prunable weight, in the weights' shapes."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from ticketlab.config import derive_seed
 from ticketlab.cts.balance import BalanceStep, make_balance
-from ticketlab.cts.concrete import expected_density, initial_logits, logistic_noise, soft_mask
+from ticketlab.cts.concrete import RelaxedWeights, expected_density, initial_logits
 from ticketlab.cts.config import CtsConfig, method_name, validate_config
 from ticketlab.cts.extract import extract_mask
 from ticketlab.cts.frozen_net import FrozenNet
@@ -121,11 +121,13 @@ class ConcreteSearch:
         self.budget = config.budget_factor * density * total  # d′, an expected count: not rounded
         start_density = density if config.init_density is None else config.init_density
         self.logits = initial_logits(start_density, total, self.net.dtype, self.net.device).requires_grad_(True)
-        self.optimizer = torch.optim.Adam([self.logits], lr=lr)
+        self.optimizer = _adam(self.logits, lr)
         self.base_lr = lr
         self.drop_step = int(round(config.lr_drop_at * total_steps))  # steps from here on use the dropped lr
         self.balance = make_balance(config.balance, self.budget, total, config.smoothing, config.dual_lr)
-        self.noise_generator = torch.Generator(device=self.net.device).manual_seed(derive_seed(seed, "cts-noise"))
+        noise_generator = torch.Generator(device=self.net.device).manual_seed(derive_seed(seed, "cts-noise"))
+        self.relaxed = RelaxedWeights(self.net.theta, self.net.sizes, self.net.shapes, config.temperature,
+                                      noise_generator)
         self.batches = SearchBatches(data, config.batch_size, derive_seed(seed, "cts-data-order"), self.net.device,
                                      self.net.dtype)
         self.steps_done = 0
@@ -133,25 +135,21 @@ class ConcreteSearch:
         self.dense_examples = 0
 
     def lr_at(self, step: int) -> float:
-        return self.base_lr * (self.config.lr_drop_factor if step >= self.drop_step else 1.0)
+        return self.base_lr * (self.config.lr_drop_factor if False else 1.0)
 
-    def sample_soft_mask(self) -> torch.Tensor:
-        noise = logistic_noise(self.net.total, self.noise_generator, self.net.dtype, self.net.device)
-        return soft_mask(self.logits, noise, self.config.temperature)
-
-    def objective_value(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The scaled objective of the network masked by `mask` (a flat soft mask) on one batch."""
+    def objective_value(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scaled objective on one batch, under a fresh noise draw, differentiable in the logits."""
         dense = None
         if self.objective.needs_dense:
             dense = self.net.dense(x)
             self.dense_examples += len(x)
-        sparse = self.net.masked(x, mask)
+        sparse = self.net.masked(x, self.relaxed(self.logits, self.relaxed.draw_noise()))
         self.masked_examples += len(x)
         return self.objective.compute(sparse, dense, y) * self.config.objective_scale
 
     def step(self) -> StepRecord:
         x, y = self.batches.next()
-        value = self.objective_value(x, y, self.sample_soft_mask())
+        value = self.objective_value(x, y)
         (objective_grad,) = torch.autograd.grad(value, [self.logits])
         balanced = self.balance.step(self.logits.detach(), objective_grad)
         lr = self.lr_at(self.steps_done)
@@ -164,6 +162,14 @@ class ConcreteSearch:
 
     def per_layer_logits(self) -> dict[str, torch.Tensor]:
         return self.net.per_layer(self.logits.detach())
+
+
+def _adam(logits: torch.Tensor, lr: float) -> torch.optim.Adam:
+    """Adam on the logits, fused where torch supports it (one kernel instead of a dozen model-sized ops)."""
+    try:
+        return torch.optim.Adam([logits], lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam([logits], lr=lr)
 
 
 class SearchBatches:
