@@ -239,6 +239,15 @@ def test_same_seed_same_mask_different_seed_different_mask(tiny_data):
     assert not runs[0].mask.equals(runs[2].mask)
 
 
+def test_noise_and_batch_order_follow_the_seed(tiny_data):
+    searches = [ConcreteSearch(tiny_mlp(tiny_data), tiny_data, 0.2, CtsConfig(**TINY), lr=0.03, total_steps=5, seed=seed)
+                for seed in (0, 0, 1)]
+    noises = [search.relaxed.draw_noise().clone() for search in searches]
+    batches = [search.batches.next()[1] for search in searches]
+    assert torch.equal(noises[0], noises[1]) and torch.equal(batches[0], batches[1])
+    assert not torch.equal(noises[0], noises[2]) and not torch.equal(batches[0], batches[2])
+
+
 # --- Log, info, schedule --------------------------------------------------------------------------
 
 def test_log_fields_schedule_and_info(tiny_data):

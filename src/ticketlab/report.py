@@ -129,40 +129,24 @@ def _series(ax, levels, key, label, style, scale=1.0):
                         color=line.get_color(), alpha=0.2)
 
 
-def plot_accuracy(runs: list[RunResults], path: Path, title: str) -> None:
+def plot_vs_density(runs: list[RunResults], path: Path, title: str, key: str, ylabel: str, scale: float = 1.0,
+                    dense_line: bool = False) -> None:
+    """One value per level (mean ± std band) against percent of weights remaining, tickets and controls."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     xs = []
     for run in runs:
         name = run.label if len(runs) > 1 else "ticket"
-        _series(ax, run.levels, "test_accuracy", name, "o-", 100)
+        _series(ax, run.levels, key, name, "o-", scale)
         for kind in run.control_kinds():
-            _series(ax, run.levels, f"control_{kind}_test_accuracy", f"{name}: {kind}" if len(runs) > 1 else kind, "s--", 100)
+            _series(ax, run.levels, f"control_{kind}_{key}", f"{name}: {kind}" if len(runs) > 1 else kind, "s--", scale)
         dense = [r for r in run.levels if r["level"] == 0]
-        if dense:
-            ax.axhline(100 * dense[0]["test_accuracy"], color="gray", linestyle=":", linewidth=1,
+        if dense_line and dense:
+            ax.axhline(scale * dense[0][key], color="gray", linestyle=":", linewidth=1,
                        label=f"dense ({name})" if len(runs) > 1 else "dense")
         xs += [r["percent_remaining"] for r in run.levels]
     _percent_axis(ax, xs)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_early_stop(runs: list[RunResults], path: Path, title: str) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    xs = []
-    for run in runs:
-        name = run.label if len(runs) > 1 else "ticket"
-        _series(ax, run.levels, "early_stop_iteration", name, "o-")
-        for kind in run.control_kinds():
-            _series(ax, run.levels, f"control_{kind}_early_stop_iteration", f"{name}: {kind}" if len(runs) > 1 else kind, "s--")
-        xs += [r["percent_remaining"] for r in run.levels]
-    _percent_axis(ax, xs)
-    ax.set_ylabel("early-stopping iteration (min. validation loss)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -199,8 +183,9 @@ def write_report(runs: list[RunResults], out_dir: str | Path, title: str, curve_
     """Write report.md (and report.html) with tables and plots into `out_dir`; returns the paths."""
     out_dir = Path(out_dir)
     plots = {"accuracy": out_dir / "accuracy.png", "early_stop": out_dir / "early_stop.png"}
-    plot_accuracy(runs, plots["accuracy"], title)
-    plot_early_stop(runs, plots["early_stop"], title)
+    plot_vs_density(runs, plots["accuracy"], title, "test_accuracy", "test accuracy (%)", 100, dense_line=True)
+    plot_vs_density(runs, plots["early_stop"], title, "early_stop_iteration",
+                    "early-stopping iteration (min. validation loss)")
     if curve_levels is None:
         available = [r["level"] for r in runs[0].levels]
         curve_levels = sorted({available[0], available[len(available) // 2], available[-1]})

@@ -135,7 +135,7 @@ class ConcreteSearch:
         self.dense_examples = 0
 
     def lr_at(self, step: int) -> float:
-        return self.base_lr * (self.config.lr_drop_factor if False else 1.0)
+        return self.base_lr * (self.config.lr_drop_factor if step >= self.drop_step else 1.0)
 
     def objective_value(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scaled objective on one batch, under a fresh noise draw, differentiable in the logits."""
