@@ -156,10 +156,12 @@ def test_noise_is_logistic():
     assert float(noise.var()) == pytest.approx(math.pi ** 2 / 3, rel=0.03)  # logistic(0, 1) variance
 
 
-def test_logits_start_at_logit_density(tiny_data):
+def test_logits_start_at_logit_density_and_budget_is_11_percent_over(tiny_data):
     search = ConcreteSearch(tiny_mlp(tiny_data), tiny_data, 0.2, CtsConfig(**TINY), lr=0.03, total_steps=10)
     assert torch.allclose(search.logits.detach(), torch.full_like(search.logits, math.log(0.2 / 0.8)))
     assert logit(0.99) == pytest.approx(math.log(99))
+    assert search.budget == pytest.approx(1.1 * 0.2 * search.net.total)
+    assert search.count == round(0.2 * search.net.total)
 
 
 # --- Objectives ---------------------------------------------------------------------------------
@@ -182,11 +184,21 @@ def test_feature_mse_compares_standardized_features():
 def test_objective_is_exactly_zero_with_a_mask_of_ones(images, objective):
     search = ConcreteSearch(tiny_resnet(images), images, 0.2, CtsConfig(objective=objective, **TINY),
                             lr=0.03, total_steps=10)
+    assert search.net.work.training  # BatchNorm normalizes with batch statistics during the search
     x, y = search.batches.next()
     assert float(search.objective_value(x, y).detach()) > 0  # a real mask changes the outputs
     with torch.no_grad():
         search.logits.fill_(math.inf)  # σ(+∞ + L) = 1 exactly, whatever the noise
     assert float(search.objective_value(x, y).detach()) == 0.0
+
+
+def test_objective_is_scaled(tiny_data):
+    values = []
+    for scale in (1.0, 100.0):
+        search = ConcreteSearch(tiny_mlp(tiny_data), tiny_data, 0.2, CtsConfig(objective_scale=scale, **TINY),
+                                lr=0.03, total_steps=5)
+        values.append(float(search.objective_value(*search.batches.next()).detach()))
+    assert values[1] == pytest.approx(100 * values[0], rel=1e-5)
 
 
 # --- Extraction ---------------------------------------------------------------------------------
