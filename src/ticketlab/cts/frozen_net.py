@@ -26,6 +26,8 @@ class Outputs(NamedTuple):
 
 
 class FrozenNet:
+    """A frozen train-mode copy of `model`; with `capture_features`, also the classifier's input per pass."""
+
     def __init__(self, model: nn.Module, capture_features: bool = False):
         self.work = working_copy(model, bn_mode="train")
         self.names = prunable_names(model)
@@ -34,7 +36,6 @@ class FrozenNet:
         self.sizes = [params[name].numel() for name in self.names]
         self.theta = torch.cat([params[name].detach().reshape(-1) for name in self.names])
         self._captured: torch.Tensor | None = None
-        self.capture_features = capture_features
         if capture_features:
             classifier_path = output_name(model).rpartition(".")[0]
             self.work.get_submodule(classifier_path).register_forward_pre_hook(self._capture)

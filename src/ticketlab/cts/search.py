@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -33,6 +32,7 @@ from ticketlab.cts.frozen_net import FrozenNet
 from ticketlab.cts.objectives import OBJECTIVES
 from ticketlab.data import Dataset, batches_per_epoch, epoch_permutation
 from ticketlab.errors import TicketlabError
+from ticketlab.guards import check_model_fits_data, isolated_rng
 from ticketlab.mask import Mask
 from ticketlab.models import prunable_names
 
@@ -59,7 +59,7 @@ def search_mask(model: nn.Module, data: Dataset, density: float, search_steps: i
     validate_config(config)
     lr = _check_arguments(model, data, density, search_steps, seed, log_every, config, training_lr)
     start = time.perf_counter()
-    with _isolated_rng(model, seed):
+    with isolated_rng(model, seed, "cts-global"):
         search = ConcreteSearch(model, data, density, config, lr=lr, total_steps=search_steps, seed=seed)
         log = []
         for _ in range(search_steps):
@@ -223,19 +223,4 @@ def _check_data(model: nn.Module, data) -> None:
         raise TicketlabError("CTS searches with training data; pass a ticketlab Dataset (see load_dataset)")
     if len(data.train_y) == 0:
         raise TicketlabError(f"dataset {data.name} has no training examples to search with; use a larger training subset")
-    architecture = getattr(model, "architecture", None) or {}
-    if tuple(architecture.get("input_shape", data.input_shape)) != tuple(data.input_shape):
-        raise TicketlabError(f"the model was built for inputs {tuple(architecture['input_shape'])} but dataset "
-                             f"{data.name} has {tuple(data.input_shape)}; build the model for this dataset")
-    if architecture.get("num_classes", data.num_classes) != data.num_classes:
-        raise TicketlabError(f"the model has {architecture['num_classes']} outputs but dataset {data.name} has "
-                             f"{data.num_classes} classes; build the model for this dataset")
-
-
-@contextmanager
-def _isolated_rng(model: nn.Module, seed: int):
-    """Incidental global randomness during the search is seeded; the caller's RNG state is restored."""
-    cuda_devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.default_generator.manual_seed(derive_seed(seed, "cts-global"))
-        yield
+    check_model_fits_data(model, data)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import numbers
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ticketlab.config import derive_seed
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
+from ticketlab.guards import check_model_fits_data, isolated_rng
 from ticketlab.mask import Mask
 from ticketlab.models import output_name, prunable_names
 from ticketlab.pai.methods import method_info
@@ -49,7 +48,7 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
     request = build_request(method, model, data, density, seed=seed, score_batches=score_batches,
                             batch_size=batch_size, iterations=iterations, min_per_layer=min_per_layer, invert=invert)
     start = time.perf_counter()
-    with _isolated_rng(model, seed):
+    with isolated_rng(model, seed, "pai-global"):
         output = info.run(request)
     wall_time = time.perf_counter() - start
 
@@ -126,20 +125,4 @@ def _check_data(method: str, model: nn.Module, data: Dataset | None) -> None:
     if data is None:
         raise TicketlabError(f"method {method} scores with training data; pass a dataset, or use a data-free "
                              "method (random, erk, smart-ratio, magnitude, synflow)")
-    architecture = getattr(model, "architecture", None)
-    if architecture:
-        if tuple(architecture.get("input_shape", data.input_shape)) != tuple(data.input_shape):
-            raise TicketlabError(f"the model was built for inputs {tuple(architecture['input_shape'])} but dataset "
-                                 f"{data.name} has {tuple(data.input_shape)}; build the model for this dataset")
-        if architecture.get("num_classes", data.num_classes) != data.num_classes:
-            raise TicketlabError(f"the model has {architecture['num_classes']} outputs but dataset {data.name} has "
-                                 f"{data.num_classes} classes; build the model for this dataset")
-
-
-@contextmanager
-def _isolated_rng(model: nn.Module, seed: int):
-    """Any incidental global randomness while scoring is seeded, and the caller's RNG state restored."""
-    cuda_devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.default_generator.manual_seed(derive_seed(seed, "pai-global"))
-        yield
+    check_model_fits_data(model, data)
