@@ -127,3 +127,37 @@ def test_sanity_of_imp_tickets(cli, tmp_path):
         assert not (inverted[n] & ~previous[n]).any()
     bad = cli("sanity", *TINY, "--method", "ltr", "--density", "0.5", "--runs-dir", tmp_path)
     assert bad.code == 2 and "rewind step" in bad.err
+
+
+def test_cts_command_writes_an_exact_ticket_and_records_its_compute(cli, tmp_path):
+    res = cli("cts", *TINY, "--density", "0.05", "--search-steps", "10it", "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    ticket = load_ticket(result["ticket"])
+    assert result["method"] == "cts-kl" and ticket.info["method"] == "cts-kl"
+    assert ticket.mask.num_kept() == round(0.05 * ticket.mask.num_total())
+    pai = ticket.info["pai"]
+    assert pai["masked_forward_examples"] == examples_seen(0, 10, batch=128) == pai["dense_forward_examples"]
+    assert result["search_cost"]["scoring_examples"] == 2 * pai["masked_forward_examples"]
+    assert len(pai["search_log"]) >= 1 and {"expected_density", "objective", "lambda"} <= set(pai["search_log"][-1])
+    task = cli("cts", *TINY, "--density", "0.05", "--search-steps", "10%", "--objective", "task",
+               "--runs-dir", tmp_path, "--json").json()
+    assert task["method"] == "cts" and task["search_cost"]["scoring_examples"] == examples_seen(0, 6, batch=128)
+    bad = cli("cts", *TINY, "--density", "0.05", "--objective", "mse", "--runs-dir", tmp_path / "x")
+    assert bad.code == 2 and "kl" in bad.err and not (tmp_path / "x").exists()
+    bad = cli("cts", *TINY, "--density", "0.05", "--search-steps", "lots", "--runs-dir", tmp_path / "y")
+    assert bad.code == 2 and "search-steps" in bad.err
+
+
+def test_sanity_of_cts_inverts_its_logits(cli, tmp_path):
+    result = cli("sanity", *TINY, "--method", "cts", "--density", "0.1", "--search-steps", "10it", "--seeds", "0,1",
+                 "--workers", "1", "--runs-dir", tmp_path, "--json").json()
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert rows["invert"]["verdict"] in ("passes", "fails")
+    seed_dir = Path(result["run_dir"]) / "seed-0"
+    ticket = load_ticket(seed_dir / "ticket.safetensors").mask
+    inverted = load_ticket(seed_dir / "ablation-invert" / "ticket.safetensors")
+    assert inverted.info["method"] == "cts-kl-inverted"
+    assert inverted.mask.num_kept() == ticket.num_kept()
+    overlap = sum(int((inverted.mask[n] & ticket[n]).sum()) for n in ticket.names())
+    assert overlap == 0  # top and bottom 10% of the same logits cannot meet

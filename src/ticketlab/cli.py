@@ -18,7 +18,12 @@ from ticketlab.config import (DataConfig, ModelConfig, PaiConfig, PruneConfig, T
                               validate_pai, validate_prune, validate_train)
 from ticketlab.errors import TicketlabError
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig, "pai": PaiConfig}
+from ticketlab.cts.config import CtsConfig  # noqa: E402
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig, "pai": PaiConfig,
+            "cts": CtsConfig}
+# Option names that would collide with the training recipe's get their own flags.
+RENAMED = {"cts": {"lr": "search_lr", "batch_size": "search_batch_size"}}
 
 # The main job's recipe: LeNet-300-100 on Fashion-MNIST with the LTH paper's optimizer (Adam 1.2e-3,
 # batch 60), shortened so that 8 levels and their controls finish in a few minutes on 2 CPU cores.
@@ -42,25 +47,30 @@ def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=N
     cls = SECTIONS[section]
     defaults = defaults or cls()
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{section} options" + (" (default: the ticket's recipe)" if overrides else ""))
+    title = {"cts": "cts options (method cts)"}.get(section, f"{section} options")
+    group = parser.add_argument_group(title + (" (default: the ticket's recipe)" if overrides else ""))
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        dest = RENAMED.get(section, {}).get(f.name, f.name)
+        flag = "--" + dest.replace("_", "-")
         default = argparse.SUPPRESS if overrides else getattr(defaults, f.name)
         kind = hints[f.name]
         if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
                                help=f.metadata["help"].replace("%", "%%"))
             continue
         base = next(t for t in typing.get_args(kind) if t is not type(None)) if typing.get_args(kind) else kind
-        group.add_argument(flag, dest=f.name, type=base, default=default, choices=f.metadata.get("choices"),
+        group.add_argument(flag, dest=dest, type=base, default=default, choices=f.metadata.get("choices"),
                            help=f.metadata["help"].replace("%", "%%"))
 
 
 def configs_from_args(args: argparse.Namespace, sections: list[str]) -> dict[str, object]:
-    return {s: SECTIONS[s](**{f.name: getattr(args, f.name) for f in dataclasses.fields(SECTIONS[s])
-                              if hasattr(args, f.name)}) for s in sections}
+    configs = {}
+    for s in sections:
+        dests = {f.name: RENAMED.get(s, {}).get(f.name, f.name) for f in dataclasses.fields(SECTIONS[s])}
+        configs[s] = SECTIONS[s](**{name: getattr(args, dest) for name, dest in dests.items() if hasattr(args, dest)})
+    return configs
 
 
 def add_common_options(parser: argparse.ArgumentParser, runs: bool = True, replicates: bool = False) -> None:
@@ -161,14 +171,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def validate_cts(cfg) -> None:
+    from ticketlab.cts import validate_config
+    validate_config(cfg)
+
+
 def cmd_prune(args) -> int:
     from ticketlab.jobs import load_data
     from ticketlab.pai_jobs import check_method, prune_seed
     from ticketlab.runs import open_run
     from ticketlab.ticket import read_metadata
-    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
     validate_train(configs["train"])
     validate_pai(configs["pai"])
+    validate_cts(configs["cts"])
     check_method(configs["pai"].method)
     if args.at == "init" and configs["pai"].rewind_step not in ("0it", "0ep", "0"):
         raise TicketlabError("--at init and --rewind-step conflict; give one of them")
@@ -218,8 +234,9 @@ def cmd_pai(args) -> int:
     from ticketlab.aggregate import parse_seeds
     from ticketlab.jobs import default_workers
     from ticketlab.pai_jobs import run_pai_sweep
-    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
     validate_train(configs["train"])
+    validate_cts(configs["cts"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     try:
         densities = [float(d) for d in args.densities.split(",") if d.strip()]
@@ -244,9 +261,10 @@ def cmd_sanity(args) -> int:
     from ticketlab.aggregate import parse_seeds
     from ticketlab.jobs import default_workers
     from ticketlab.sanity import run_sanity, sanity_table
-    configs = configs_from_args(args, ["data", "model", "train", "pai"])
+    configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
     validate_train(configs["train"])
     validate_pai(configs["pai"])
+    validate_cts(configs["cts"])
     seeds = parse_seeds(args.seeds)
     result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
     emit(args, result, sanity_table(result))
@@ -360,9 +378,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("prune", cmd_prune, "prune at initialization (or at θ_k) with one method; writes a ticket",
                   "Score every prunable weight of θ₀ (or of θ_k after k iterations of dense training) with a "
                   "pruning-at-initialization method and keep exactly density·d weights (see `ticketlab methods`).")
-    for section in ("data", "model", "train", "pai"):
+    for section in ("data", "model", "train", "pai", "cts"):
         add_config_options(sub, section)
     sub.add_argument("--at", choices=("init",), default=None, help="score at initialization (same as --rewind-step 0it)")
+    add_common_options(sub)
+
+    sub = command("cts", cmd_prune, "Concrete Ticket Search (CTS, CTS-KL): a ticket by optimizing the mask",
+                  "Train one logit per prunable weight (weights frozen at θ_k) through a binary Concrete relaxation "
+                  "on the reverse KL to the dense net (--objective kl, CTS-KL) or the task loss (CTS), with "
+                  "GradBalance holding the expected density at 1.1·κ·d; keep exactly the top κ·d logits.")
+    for section in ("data", "model", "train"):
+        add_config_options(sub, section)
+    add_config_options(sub, "pai", skip=("method", "score_batches", "score_batch_size", "iterations", "min_per_layer"))
+    add_config_options(sub, "cts")
+    sub.set_defaults(method="cts", at=None)
     add_common_options(sub)
 
     sub = command("train-ticket", cmd_train_ticket, "train a ticket with the recipe it records (or one given)",
@@ -379,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     for section in ("data", "model", "train"):
         add_config_options(sub, section)
     add_config_options(sub, "pai", skip=("method", "density"))
-    sub.add_argument("--methods", default="snip,grasp,synflow", help="comma-separated methods")
+    add_config_options(sub, "cts")
+    sub.add_argument("--methods", default="snip,grasp,synflow", help="comma-separated methods (cts included)")
     sub.add_argument("--densities", default="0.1,0.036,0.012", help="comma-separated densities")
     sub.add_argument("--seeds", default="0", help="comma-separated seeds")
     sub.add_argument("--workers", type=int, default=None, help="parallel processes for seeds (default: up to the cores)")
@@ -388,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("sanity", cmd_sanity, "sanity checks: ticket vs layer-wise shuffle, reinit and inversion",
                   "Train a method's ticket and its ablations (layer-wise shuffle, reinitialization, inversion by "
                   "the method's own score) over seeds; an ablation passes when it loses more than two pooled "
-                  "seed-standard-deviations of test accuracy. --method also takes imp and ltr.")
-    for section in ("data", "model", "train", "pai"):
+                  "seed-standard-deviations of test accuracy. --method also takes imp, ltr and cts.")
+    for section in ("data", "model", "train", "pai", "cts"):
         add_config_options(sub, section)
     sub.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (≥ 2 for a verdict)")
     sub.add_argument("--workers", type=int, default=None, help="parallel processes for seeds (default: up to the cores)")

@@ -18,7 +18,8 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.mask import Mask
 from ticketlab.models import create_model, model_from_architecture
-from ticketlab.pai import find_mask, method_names
+from ticketlab.cts import search_mask
+from ticketlab.pai import PaiResult, find_mask, method_names
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket, load_ticket
@@ -60,18 +61,52 @@ def prune_seed(seed: int, configs: dict, data: Dataset, runs_dir: str, quiet: bo
     model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
     model.load_state_dict(state)
     started = time.perf_counter()
-    result = find_mask(pai.method, model, data, pai.density, seed=derive_seed(seed, "prune"),
-                       score_batches=pai.score_batches, batch_size=pai.score_batch_size, iterations=pai.iterations,
-                       min_per_layer=pai.min_per_layer, invert=invert)
+    if pai.method == "cts":
+        result = run_cts(configs, model, data, seed, invert)
+    else:
+        result = find_mask(pai.method, model, data, pai.density, seed=derive_seed(seed, "prune"),
+                           score_batches=pai.score_batches, batch_size=pai.score_batch_size, iterations=pai.iterations,
+                           min_per_layer=pai.min_per_layer, invert=invert)
     search = {"scoring_examples": result.info["examples_used"], "scoring_wall_time_seconds": time.perf_counter() - started,
               "dense_train_examples": cost["train_examples"], "dense_wall_time_seconds": cost["wall_time_seconds"]}
     search["total_examples"] = search["scoring_examples"] + search["dense_train_examples"]
     search["total_wall_time_seconds"] = search["scoring_wall_time_seconds"] + search["dense_wall_time_seconds"]
     init_state = {n: (v * result.mask[n] if n in result.mask.tensors else v) for n, v in state.items()}
-    info = ticket_info(configs, seed, k, {"method": pai.method + ("-inverted" if invert else ""), "pai": result.info,
+    method = result.info["method"]
+    info = ticket_info(configs, seed, k, {"method": method + ("-inverted" if invert else ""), "pai": result.info,
                                           "collapsed_layers": result.collapsed_layers, "search_cost": search})
     Ticket(model.architecture, result.mask, init_state, None, info).save(path)
     return path
+
+
+def search_length(spec: str, schedule: Schedule) -> int:
+    """CTS search length: "2000it", "20ep" or a percentage of the training length ("12.5%")."""
+    text = spec.strip()
+    if text.endswith("%"):
+        try:
+            fraction = float(text[:-1]) / 100
+        except ValueError:
+            raise TicketlabError(f"bad --search-steps {spec!r}: write e.g. 12.5%, 20ep or 2000it") from None
+        steps = int(round(fraction * schedule.total))
+    else:
+        steps = to_iterations(text, schedule.iterations_per_epoch, "search-steps")
+    if steps < 1:
+        raise TicketlabError(f"--search-steps {spec} is less than one iteration; give a longer search")
+    return steps
+
+
+def run_cts(configs: dict, model, data: Dataset, seed: int, invert: bool) -> PaiResult:
+    """Concrete Ticket Search as a ticket-finding method with the PaI result shape; the search's cost
+    counts both its masked and its dense forward passes over training examples."""
+    cts = configs["cts"]
+    steps = search_length(cts.search_steps, Schedule.of(configs["train"], len(data.train_y)))
+    result = search_mask(model, data, configs["pai"].density, steps, cts, seed=derive_seed(seed, "prune"),
+                         invert=invert, training_lr=configs["train"].lr)
+    info = dict(result.info)
+    info["examples_used"] = info["masked_forward_examples"] + info["dense_forward_examples"]
+    info["search_log"] = result.log
+    collapsed = [n for n in result.mask.names() if not bool(result.mask[n].any())]
+    return PaiResult(result.mask, None, collapsed, info)
 
 
 def train_ticket_file(ticket_path: Path, out_dir: Path, data: Dataset, quiet: bool, train_cfg=None,
@@ -94,8 +129,8 @@ def train_ticket_file(ticket_path: Path, out_dir: Path, data: Dataset, quiet: bo
 
 
 def check_method(method: str) -> None:
-    if method not in method_names():
-        raise TicketlabError(f"unknown pruning method {method!r}; known: {', '.join(method_names())}")
+    if method not in method_names() + ["cts"]:
+        raise TicketlabError(f"unknown pruning method {method!r}; known: {', '.join(method_names() + ['cts'])}")
 
 
 def prune_and_train(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
@@ -110,6 +145,7 @@ def prune_and_train(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
 
 
 def pai_configs(base: dict, method: str, density: float) -> dict:
+    """The configs of one (method, density) cell of a sweep."""
     return {**base, "pai": dataclasses.replace(base["pai"], method=method, density=density)}
 
 

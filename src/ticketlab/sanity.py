@@ -61,7 +61,8 @@ def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
         weights=theta_k, label=f"seed {seed} shuffle")
     results["reinit"] = train_ticket_file(path, seed_dir / "ablation-reinit", data, quiet,
                                           weights=_fresh_weights(configs, data, seed), label=f"seed {seed} reinit")
-    if PAI_METHODS[configs["pai"].method].score_order is not None:
+    method = configs["pai"].method
+    if method == "cts" or PAI_METHODS[method].score_order is not None:
         inverted = prune_seed(seed, configs, data, runs_dir, quiet, invert=True)
         results["invert"] = train_ticket_file(inverted, inverted.parent / "train", data, quiet, label=f"seed {seed} invert")
     return {k: v["test_accuracy"] for k, v in results.items()} | {"density": ticket.mask.density()}

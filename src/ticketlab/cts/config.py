@@ -36,6 +36,8 @@ class CtsConfig:
     dual_lr: float = option(100.0, "lagrange only: dual-ascent step on the multiplier per unit of normalized budget "
                             "violation (sum sigma(a) - d') / d (our choice)")
     batch_size: int = option(128, "examples per search step")
+    search_steps: str = option("12.5%", "search length: iterations (2000it), epochs (20ep) or a percentage of the "
+                               "training length (12.5% = the paper's short search, 100% = long)")
     init_density: float | None = option(None, "start every logit at logit(init_density) instead of logit(density) "
                                         "(for studying the balance; the paper starts at the target density)")
 
