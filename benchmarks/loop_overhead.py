@@ -5,9 +5,11 @@ epochs from the same initialization and evaluate validation and test sets at the
 ticketlab's run includes everything it does for real: seeded batch order, masking (at 20%
 density; the bare loop masks with the same multiply), running metrics, the end-of-epoch
 checkpoint written atomically, and its once-per-run evaluation of the final training accuracy.
-Runs alternate between the two; the figure is the ratio of medians, per epoch.
+Runs alternate between the two, alternating which goes first; the figures are ratios of medians
+per epoch, of wall time and of process CPU time (this machine's wall times drift by ±20% between
+minutes; CPU time is steadier).
 
-    .venv/bin/python benchmarks/loop_overhead.py [--rounds 5] [--epochs 2]
+    .venv/bin/python benchmarks/loop_overhead.py [--rounds 9] [--epochs 3]
 """
 
 import argparse
@@ -45,8 +47,8 @@ def bare_run(model, data, batch, masks, epochs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     data = load_dataset("fashion-mnist")
     cfg = TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps=f"{args.epochs}ep", eval_every="1ep")
@@ -57,21 +59,34 @@ def main():
     masks = [(params[n], mask[n].float()) for n in mask.names()]
     bare_run(create_model("lenet_300_100", data.input_shape, data.num_classes, seed=0), data, 60, masks, 1)  # warm-up
 
-    bare, ours = [], []
-    for r in range(args.rounds):
+    def timed(run):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        return (time.perf_counter() - wall) / args.epochs, (time.process_time() - cpu) / args.epochs
+
+    def time_bare():
         model = create_model("lenet_300_100", data.input_shape, data.num_classes, seed=0)
         params = dict(model.named_parameters())
-        start = time.perf_counter()
-        bare_run(model, data, 60, [(params[n], m) for n, (_, m) in zip(mask.names(), masks)], args.epochs)
-        bare.append((time.perf_counter() - start) / args.epochs)
+        return timed(lambda: bare_run(model, data, 60, [(params[n], m) for n, (_, m) in zip(mask.names(), masks)],
+                                      args.epochs))
+
+    def time_ours(r):
         model = create_model("lenet_300_100", data.input_shape, data.num_classes, seed=0)
         with tempfile.TemporaryDirectory() as out:
-            start = time.perf_counter()
-            train(model, data, cfg, out_dir=out, data_seed=r, mask=mask, quiet=True)
-            ours.append((time.perf_counter() - start) / args.epochs)
-    b, o = statistics.median(bare), statistics.median(ours)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds")
-    print(f"bare PyTorch loop: {b:.3f} s/epoch; ticketlab train: {o:.3f} s/epoch; ratio {o / b:.3f}")
+            return timed(lambda: train(model, data, cfg, out_dir=out, data_seed=r, mask=mask, quiet=True))
+
+    bare, ours = [], []
+    for r in range(args.rounds):
+        if r % 2:
+            ours.append(time_ours(r))
+            bare.append(time_bare())
+        else:
+            bare.append(time_bare())
+            ours.append(time_ours(r))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds of {args.epochs} epochs")
+    for i, what in enumerate(("wall", "CPU")):
+        b, o = statistics.median(t[i] for t in bare), statistics.median(t[i] for t in ours)
+        print(f"{what:4s} time: bare PyTorch loop {b:.3f} s/epoch; ticketlab train {o:.3f} s/epoch; ratio {o / b:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Masked vs unmasked training step, measured in one run: prints the cost ratio per model.
 
 A masked step is the same SGD step followed by ticketlab's in-place masking (Mask.apply_) at 20%
-density. Steps of both kinds are interleaved in rounds so drift on the machine hits both alike;
-the figure is the ratio of medians.
+density. Steps of both kinds are interleaved in rounds, alternating which goes first, so drift on
+the machine hits both alike; the figure is the ratio of medians.
 
-    .venv/bin/python benchmarks/masking_overhead.py [--rounds 15] [--steps 20]
+    .venv/bin/python benchmarks/masking_overhead.py [--rounds 30] [--steps 20]
 """
 
 import argparse
@@ -19,7 +19,7 @@ from ticketlab.models import create_model
 
 
 def time_steps(model, optimizer, x, y, steps, mask):
-    start = time.perf_counter()
+    start = time.process_time() if CPU_TIME else time.perf_counter()
     for _ in range(steps):
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -27,7 +27,10 @@ def time_steps(model, optimizer, x, y, steps, mask):
         optimizer.step()
         if mask is not None:
             mask.apply_(model)
-    return (time.perf_counter() - start) / steps
+    return ((time.process_time() if CPU_TIME else time.perf_counter()) - start) / steps
+
+
+CPU_TIME = False
 
 
 def measure(name, input_shape, batch, rounds, steps):
@@ -40,9 +43,13 @@ def measure(name, input_shape, batch, rounds, steps):
     y = torch.randint(0, 10, (batch,), generator=g)
     time_steps(model, optimizer, x, y, 3, mask)  # warm-up
     plain, masked = [], []
-    for _ in range(rounds):
-        plain.append(time_steps(model, optimizer, x, y, steps, None))
-        masked.append(time_steps(model, optimizer, x, y, steps, mask))
+    for r in range(rounds):
+        if r % 2:
+            masked.append(time_steps(model, optimizer, x, y, steps, mask))
+            plain.append(time_steps(model, optimizer, x, y, steps, None))
+        else:
+            plain.append(time_steps(model, optimizer, x, y, steps, None))
+            masked.append(time_steps(model, optimizer, x, y, steps, mask))
     p, m = statistics.median(plain), statistics.median(masked)
     print(f"{name:16s} batch {batch:4d}: unmasked {1e3 * p:8.3f} ms/step, masked {1e3 * m:8.3f} ms/step, ratio {m / p:.3f}")
     return m / p
@@ -50,10 +57,13 @@ def measure(name, input_shape, batch, rounds, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cpu-time", action="store_true", help="measure process CPU time instead of wall time")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    global CPU_TIME
+    CPU_TIME = args.cpu_time
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'CPU' if CPU_TIME else 'wall'} time")
     measure("lenet_300_100", (1, 28, 28), 60, args.rounds, args.steps)
     measure("lenet_300_100", (1, 28, 28), 128, args.rounds, args.steps)
     measure("resnet20", (3, 32, 32), 128, max(3, args.rounds // 3), max(2, args.steps // 10))
