@@ -10,7 +10,7 @@ expected density at the budget, and the final mask keeps exactly the top round(Î
 
 Modules: search (entry point and loop), config (CtsConfig, validation), concrete (logits, noise, soft
 mask), frozen_net (the frozen copy and its dense / masked forward passes), objectives, balance
-(GradBalance and the Lagrange alternative), extract (exact top-k), cost (search step vs training step).
+(GradBalance and the Lagrange alternative), extract (exact top-k).
 """
 
 from ticketlab.cts.balance import DualAscent, GradBalance, gradbalance_target, smoothed

@@ -1,4 +1,4 @@
-"""What a CTS search step costs next to a plain training step of the same model (for benchmarks/).
+"""What a CTS search step costs next to a plain training step of the same model.
 
 Both are timed on the same random data, interleaved in rounds so that load from other processes hits
 them alike; the reported times are medians over rounds, in wall-clock seconds and in CPU seconds of
@@ -6,10 +6,11 @@ this process (the latter barely moves when other jobs share the machine, so its 
 quote from a busy machine). The training step is the trainer's: forward,
 cross-entropy, backward, SGD step. The search step is `ConcreteSearch.step` (noise, dense forward
 without grad when the objective needs it, masked forward, backward to the logits, balance, Adam).
+
+    .venv/bin/python benchmarks/cts_step_cost.py [--threads 1]
 """
 
-from __future__ import annotations
-
+import argparse
 import statistics
 import time
 
@@ -67,3 +68,21 @@ def measure_step_cost(model_name: str = "lenet_300_100", input_shape: tuple[int,
         result[clock] = {"train_steps_per_second": 1 / train_seconds, "search_steps_per_second": 1 / search_seconds,
                          "ratio": search_seconds / train_seconds}
     return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for model, shape, objective in (("lenet_300_100", (1, 28, 28), "kl"), ("lenet_300_100", (1, 28, 28), "task"),
+                                    ("resnet20", (3, 32, 32), "kl")):
+        r = measure_step_cost(model, shape, objective=objective, rounds=7 if model.startswith("lenet") else 3,
+                              steps_per_round=20 if model.startswith("lenet") else 2)
+        print(f"{model:14s} {objective:5s} batch {r['batch_size']}, {r['threads']} thread(s): "
+              f"train {r['wall']['train_steps_per_second']:.2f} steps/s, search {r['wall']['search_steps_per_second']:.2f} "
+              f"steps/s; search/train ratio {r['wall']['ratio']:.2f} (wall), {r['cpu']['ratio']:.2f} (CPU)")
+
+
+if __name__ == "__main__":
+    main()
