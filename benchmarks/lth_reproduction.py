@@ -20,7 +20,6 @@ import datetime
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 from ticketlab.cli import main as ticketlab
@@ -101,7 +100,6 @@ def main():
     args.levels = args.levels or preset["levels"]
     args.out = args.out or str(REPO / "docs" / "results" / f"lth-{args.preset}-fashion")
 
-    started = time.time()
     command = ["imp", "--dataset", "fashion-mnist", *preset["args"], "--optimizer", "adam", "--batch-size", "60",
                "--steps", args.steps, "--levels", args.levels, "--seeds", args.seeds, "--workers", args.workers,
                "--controls", "random-reinit,shuffle-layerwise", "--runs-dir", args.runs_dir, "--quiet"]
@@ -111,13 +109,12 @@ def main():
             sys.exit("the IMP run failed")
     run = load_run(json.loads(captured.getvalue())["run_dir"], [int(s) for s in args.seeds.split(",")])
     out = Path(args.out)
-    minutes = (time.time() - started) / 60
     trained = sum(json.loads(p.read_text())["wall_time_seconds"] for p in Path(run.run_dir).rglob("summary.json")) / 60
     notes = [f"Command: `.venv/bin/python benchmarks/lth_reproduction.py --preset {args.preset} --steps {args.steps} "
              f"--levels {args.levels} --seeds {args.seeds}`, which runs `ticketlab {' '.join(command[:-3])}`; run on "
-             f"{datetime.date.today().isoformat()}; this invocation took {minutes:.0f} minutes on 2 CPU cores "
-             f"(a rerun reuses finished levels); the trainings recorded in the run took {trained:.0f} process-minutes "
-             "in all, run as parallel seed processes.",
+             f"{datetime.date.today().isoformat()} on 2 CPU cores; the trainings recorded in the run took "
+             f"{trained:.0f} process-minutes in all, run as parallel seed processes (a rerun reuses finished levels "
+             "and only rewrites this report).",
              "", f"Training per level: {args.steps} at batch 60 (the paper: 50,000 iterations for LeNet, 20,000 for "
              f"Conv-2), on {preset['scale']}; all else as in the paper.",
              "", "## What the data shows", "", *claims(run.levels, run.levels[0]["iterations"])]

@@ -14,11 +14,23 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
+def _default_mode() -> int:
+    # mkstemp creates files readable by the owner only; results should get the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _default_mode()
+
+
+def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    """Write atomically; `mode` sets the permissions (default: 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
