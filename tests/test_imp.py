@@ -1,6 +1,5 @@
 """IMP end to end on tiny data: exact densities, determinism, rewinding, and recovery from SIGKILL."""
 
-import json
 import signal
 import time
 from pathlib import Path

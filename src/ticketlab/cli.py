@@ -12,7 +12,6 @@ import json
 import sys
 import typing
 from pathlib import Path
-from pathlib import Path
 
 from ticketlab.config import (DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig, validate_density,
                               validate_pai, validate_prune, validate_train)

@@ -12,10 +12,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ticketlab.config import PaiConfig, derive_seed
+from ticketlab.config import derive_seed
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json
 from ticketlab.mask import Mask
 from ticketlab.models import create_model, model_from_architecture
 from ticketlab.cts import search_mask
