@@ -7,11 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ticketlab.cli import main
 from ticketlab.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one intra-op thread, and do not stall spin-waiting on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

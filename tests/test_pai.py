@@ -31,13 +31,7 @@ ALL_METHODS = ["random", "erk", "smart-ratio", "magnitude", "snip", "iter-snip",
 SCORING_METHODS = [m for m in ALL_METHODS if PAI_METHODS[m].score_order is not None]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster, and immune to spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
