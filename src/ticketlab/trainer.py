@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         record(first, lr)
     model.train()
     perm = None
-    progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet, leave=False, dynamic_ncols=True)
+    # Progress bars only for a person watching a terminal; logs and pipes stay clean.
+    progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
+                    leave=False, dynamic_ncols=True)
     for iteration in range(first, schedule.total):
         epoch, batch_index = divmod(iteration, schedule.iterations_per_epoch)
         if perm is None or batch_index == 0:
