@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ticketlab.cli import main as ticketlab
+from ticketlab.files import write_bytes
 from ticketlab.report import load_run, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,8 +75,11 @@ def main():
              f"{datetime.date.today().isoformat()}, {minutes:.0f} minutes on 2 CPU cores (a rerun reuses finished work).",
              "", "Reduced scale: a training subset of Fashion-MNIST, 1,000 validation and the first 2,000 test images, "
              f"{args.epochs} epochs per training.", "", "## What the data shows", "", *lines, "",
-             "Barrier plots: " + ", ".join(f"`{b['plot']}`" for b in barriers.values())]
+             *[f"![error along the linear path between two copies trained from k={k}](barrier-{k}.png)"
+               for k in barriers]]
     write_report(runs, args.out, "Rewinding matters: ResNet-20 on Fashion-MNIST (reduced scale)", notes=notes)
+    for k, b in barriers.items():
+        write_bytes(Path(args.out) / f"barrier-{k}.png", Path(b["plot"]).read_bytes())
     print(f"report: {Path(args.out) / 'report.md'}")
 
 
