@@ -122,3 +122,17 @@ def test_conv_layers_can_have_their_own_rate(cli, tmp_path):
     for name, density in ticket.mask.layer_densities().items():
         expected = 0.7 if name == "classifier.weight" else (0.9 if ticket.init_state[name].dim() == 4 else 0.8)
         assert density == pytest.approx(expected, abs=0.01), name
+
+
+def test_a_density_schedule_reaches_each_density_exactly(cli, tmp_path):
+    args = ["--dataset", "synthetic", "--train-subset", "300", "--model", "mlp_32_16", "--steps", "10it",
+            "--batch-size", "32", "--eval-every", "10it", "--quiet", "--schedule", "0.5,0.13,0.031"]
+    result = cli("imp", *args, "--runs-dir", tmp_path, "--json").json()
+    masks = level_masks(result)
+    total = masks[0].num_total()
+    assert [m.num_kept() for m in masks] == [total] + [round(d * total) for d in (0.5, 0.13, 0.031)]
+    for bad, message in ((["--schedule", "0.5,0.6"], "strictly decreasing"), (["--schedule", "0.5,x"], "bad --schedule"),
+                         (["--schedule", "0.5", "--output-prune-fraction", "0.1"], "one rate for every layer")):
+        res = cli("imp", *args[:-2], *bad, "--runs-dir", tmp_path / "bad")
+        assert res.code == 2 and message in res.err, res.err
+        assert not (tmp_path / "bad").exists()

@@ -70,6 +70,9 @@ def test_pai_sweep_over_methods_densities_and_seeds(cli, tmp_path):
                                                            ("synflow", 0.3), ("synflow", 0.05)]
     for row in rows:
         assert len(row["tickets"]) == 2 and 0 <= row["test_accuracy"] <= 1
+        compute = row["compute"]  # finding plus training, averaged over seeds
+        assert compute["total_examples"] == compute["search_examples"] + compute["train_examples"]
+        assert compute["train_examples"] > 0 and compute["total_wall_time_seconds"] > compute["train_wall_time_seconds"] > 0
         for path in row["tickets"]:
             assert load_ticket(path).mask.num_kept() == round(row["density"] * load_ticket(path).mask.num_total())
     again = cli("pai", *TINY, "--methods", "magnitude", "--densities", "0.3", "--seeds", "0,1", "--workers", "1",
@@ -114,7 +117,8 @@ def test_sanity_of_imp_tickets(cli, tmp_path):
               "--runs-dir", tmp_path, "--json")
     assert res.code == 0, res.err
     result = res.json()
-    assert result["density"] == pytest.approx(0.8 ** math.ceil(math.log(0.6) / math.log(0.8)), abs=1e-3)
+    # 20% per level, the last level landing on the checked density exactly: 0.8, 0.64, 0.6.
+    assert result["density"] == pytest.approx(0.6, abs=1e-3)
     rows = {r["variant"]: r for r in result["rows"]}
     assert all(rows[v]["verdict"] in ("passes", "fails") for v in ("shuffle-layerwise", "reinit", "invert"))
     level_dir = Path(result["run_dir"]) / "seed-0" / "level-3"
@@ -126,6 +130,18 @@ def test_sanity_of_imp_tickets(cli, tmp_path):
         assert not (inverted[n] & ~previous[n]).any()
     bad = cli("sanity", *TINY, "--method", "ltr", "--density", "0.5", "--runs-dir", tmp_path)
     assert bad.code == 2 and "rewind step" in bad.err
+    bad = cli("sanity", *TINY, "--method", "imp", "--density", "0.5", "--imp-schedule", "0.8,0.4", "--runs-dir", tmp_path)
+    assert bad.code == 2 and "does not contain --density 0.5" in bad.err
+
+
+def test_imp_sanity_reuses_a_scheduled_run_at_any_of_its_levels(cli, tmp_path):
+    common = [*TINY, "--method", "imp", "--imp-schedule", "0.5,0.2", "--seeds", "0,1", "--workers", "1",
+              "--runs-dir", tmp_path, "--json"]
+    first = cli("sanity", *common, "--density", "0.5").json()
+    second = cli("sanity", *common, "--density", "0.2").json()
+    assert first["run_dir"] == second["run_dir"]
+    assert first["density"] == pytest.approx(0.5, abs=1e-3) and second["density"] == pytest.approx(0.2, abs=1e-3)
+    assert (Path(first["run_dir"]) / "seed-1" / "level-1" / "control-shuffle-layerwise").is_dir()
 
 
 def test_cts_command_writes_an_exact_ticket_and_records_its_compute(cli, tmp_path):

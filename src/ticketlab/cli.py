@@ -265,7 +265,8 @@ def cmd_sanity(args) -> int:
     validate_pai(configs["pai"])
     validate_cts(configs["cts"])
     seeds = parse_seeds(args.seeds)
-    result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
+    result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds),
+                        schedule=args.imp_schedule)
     emit(args, result, sanity_table(result))
     return 0
 
@@ -422,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_options(sub, section)
     sub.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (≥ 2 for a verdict)")
     sub.add_argument("--workers", type=int, default=None, help="parallel processes for seeds (default: up to the cores)")
+    sub.add_argument("--imp-schedule", default=None, help="imp/ltr only: density schedule of the IMP run, containing "
+                     "--density (default: 20%% per level down to --density)")
     add_common_options(sub)
 
     sub = command("methods", cmd_methods, "list the pruning-at-initialization methods", "List the PaI methods.")

@@ -65,6 +65,9 @@ class PruneConfig:
                           "finetune = keep the final weights, train at the final lr", choices=("rewind", "lr-rewind", "finetune"))
     rewind_optimizer: bool = option(False, "also rewind the optimizer state (momentum, Adam moments) to k; by default "
                                     "every level starts with a fresh optimizer")
+    schedule: str = option("", "explicit density after each level, e.g. 0.5,0.2,0.05 (decreasing, in (0, 1)); replaces "
+                           "--levels and --prune-fraction: each level prunes the share of survivors that brings the "
+                           "total to its density (exactly, with the global strategy)")
 
 
 @dataclass
@@ -102,7 +105,28 @@ def validate_train(cfg: TrainConfig) -> None:
         raise TicketlabError(f"--batch-size must be at least 1, got {cfg.batch_size}")
 
 
+def density_schedule(cfg: PruneConfig) -> list[float]:
+    """The densities of an explicit --schedule ([] when levels prune a fixed fraction)."""
+    if not cfg.schedule.strip():
+        return []
+    try:
+        densities = [float(d) for d in cfg.schedule.split(",")]
+    except ValueError:
+        raise TicketlabError(f"bad --schedule {cfg.schedule!r}: give densities such as 0.5,0.2,0.05") from None
+    if not all(0 < d < 1 for d in densities) or any(b >= a for a, b in zip(densities, densities[1:])):
+        raise TicketlabError(f"--schedule {cfg.schedule} must be strictly decreasing densities in (0, 1)")
+    return densities
+
+
+def num_levels(cfg: PruneConfig) -> int:
+    """Pruning levels after the dense level 0."""
+    return len(density_schedule(cfg)) or cfg.levels
+
+
 def validate_prune(cfg: PruneConfig) -> None:
+    if density_schedule(cfg) and (cfg.output_prune_fraction is not None or cfg.conv_prune_fraction is not None):
+        raise TicketlabError("--schedule sets one rate for every layer; drop --output-prune-fraction and "
+                             "--conv-prune-fraction, or use --prune-fraction instead of --schedule")
     if cfg.levels < 0:
         raise TicketlabError(f"--levels must be 0 or more, got {cfg.levels}")
     for name in ("prune_fraction", "output_prune_fraction", "conv_prune_fraction"):

@@ -1,7 +1,8 @@
 """Iterative magnitude pruning (LTH, and LTR with a rewind step), level by level, resumable.
 
 Level 0 trains the dense network from θ₀ and keeps θ_k (the weights after k iterations; k = 0 is θ₀).
-Level L prunes `prune_fraction` of the weights that survived level L-1, by magnitude of its final
+Level L prunes `prune_fraction` of the weights that survived level L-1 (or, with a density
+`schedule`, the share that reaches the level's density), by magnitude of its final
 weights, resets the survivors to θ_k and trains again from iteration k (schedule and data order
 resume at k). The optimizer starts fresh at every level unless `rewind_optimizer` restores its
 state at k too. Baselines: `lr-rewind` keeps the final weights and replays the lr schedule from k;
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, derive_seed
+from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, density_schedule, derive_seed, num_levels
 from ticketlab.data import Dataset
 from ticketlab.files import write_safetensors
 from ticketlab.mask import Mask
@@ -70,6 +71,15 @@ def ticket_info(setup: ImpSetup, method: str, level: int, summary: dict) -> dict
             "metrics": summary}
 
 
+def level_fraction(prune_cfg: PruneConfig, level: int, mask: Mask) -> float:
+    """The share of the surviving weights level `level` prunes: fixed, or what reaches its scheduled density."""
+    schedule = density_schedule(prune_cfg)
+    if not schedule:
+        return prune_cfg.prune_fraction
+    target = round(schedule[level - 1] * mask.num_total())
+    return 1 - target / mask.num_kept()
+
+
 def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
     """Run (or resume) every level; returns one record per level. `on_level(level, mask, record)` runs
     after each level (the demo trains its controls there)."""
@@ -82,7 +92,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
     previous_dir = None
     # Compute spent to find each level's mask: the trainings of all earlier levels.
     search_cost = {"train_examples": 0, "wall_time_seconds": 0.0}
-    for level in range(setup.prune_cfg.levels + 1):
+    for level in range(num_levels(setup.prune_cfg) + 1):
         level_dir = seed_dir / f"level-{level}"
         if level == 0:
             start_state = None
@@ -92,7 +102,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             # Prune by the magnitudes the previous level ended with, then rewind the survivors to θ_k.
             load_final_weights(previous_dir, model)
             weights = dict(model.named_parameters())
-            mask = magnitude_prune(mask, weights, setup.prune_cfg.prune_fraction, setup.prune_cfg.strategy,
+            mask = magnitude_prune(mask, weights, level_fraction(setup.prune_cfg, level, mask), setup.prune_cfg.strategy,
                                    model.output_name, setup.prune_cfg.output_prune_fraction,
                                    setup.prune_cfg.conv_prune_fraction)
             if setup.prune_cfg.retrain == "rewind":

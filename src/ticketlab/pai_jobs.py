@@ -140,7 +140,18 @@ def prune_and_train(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
     summary = train_ticket_file(path, path.parent / "train", data, quiet, label=f"{configs['pai'].method} seed {seed}")
     meta = load_ticket(path).info
     return {"seed": seed, "ticket": str(path), "trained_ticket": str(path.parent / "train" / TICKET),
-            "collapsed_layers": meta["collapsed_layers"], "search_cost": meta["search_cost"], **summary}
+            "collapsed_layers": meta["collapsed_layers"], "search_cost": meta["search_cost"],
+            "compute": total_compute(meta["search_cost"]["total_examples"], meta["search_cost"]["total_wall_time_seconds"],
+                                     summary), **summary}
+
+
+def total_compute(search_examples: int, search_seconds: float, training: dict) -> dict:
+    """Compute from nothing to the trained ticket: finding it (training examples passed forward or
+    forward and backward, and wall time) plus training it."""
+    return {"search_examples": search_examples, "search_wall_time_seconds": search_seconds,
+            "train_examples": training["train_examples"], "train_wall_time_seconds": training["wall_time_seconds"],
+            "total_examples": search_examples + training["train_examples"],
+            "total_wall_time_seconds": search_seconds + training["wall_time_seconds"]}
 
 
 def pai_configs(base: dict, method: str, density: float) -> dict:
@@ -163,10 +174,12 @@ def run_pai_sweep(base: dict, methods: list[str], densities: list[float], seeds:
             per_seed = run_seeds(prune_and_train, seeds, workers, configs, runs_dir, quiet)
             acc, acc_std = mean_std([r["test_accuracy"] for r in per_seed.values()])
             stop, stop_std = mean_std([r["early_stop_iteration"] for r in per_seed.values()])
+            compute = {key: mean_std([r["compute"][key] for r in per_seed.values()])[0]
+                       for key in per_seed[seeds[0]]["compute"]}
             row = {"method": method, "density": density, "seeds": seeds, "test_accuracy": acc,
                    "test_accuracy_std": acc_std, "early_stop_iteration": stop, "early_stop_iteration_std": stop_std,
                    "collapsed_layers": sorted({n for r in per_seed.values() for n in r["collapsed_layers"]}),
-                   "tickets": [per_seed[s]["ticket"] for s in seeds],
+                   "tickets": [per_seed[s]["ticket"] for s in seeds], "compute": compute,
                    "run_dir": str(run_dir_for(runs_dir, "prune", configs))}
             log(f"{method} at density {density}: test accuracy {acc:.4f} ± {acc_std:.4f}")
             rows.append(row)

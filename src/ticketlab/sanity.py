@@ -7,8 +7,9 @@ The method's ticket and three ablations train with the same recipe from the same
 An ablation *passes* when it loses more than two seed-standard-deviations (pooled over ticket and
 ablation) of test accuracy; otherwise the method *fails* it: its mask is no better than that
 ablation, e.g. it only chose layer-wise densities. With one seed no verdict is given.
-For IMP/LTR the score is the magnitude of the previous level's trained weights: the inverted ticket
-keeps, among the weights alive before the last pruning step, the lowest-magnitude ones.
+For IMP/LTR the ticket is the level of an IMP run (20% per level, or a given density schedule) at the
+checked density; its score is the magnitude of the previous level's trained weights: the inverted
+ticket keeps, among the weights alive before the last pruning step, the lowest-magnitude ones.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from ticketlab.aggregate import mean_std
-from ticketlab.config import PruneConfig, derive_seed
+from ticketlab.config import PruneConfig, density_schedule, derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_json
 from ticketlab.models import create_model
@@ -69,18 +70,22 @@ def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
 
 
 def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
+    from ticketlab.controls import train_control
+    from ticketlab.imp import ImpSetup
     from ticketlab.jobs import imp_seed, load_data
-    imp_configs = {k: configs[k] for k in ("data", "model", "train")} | {"prune": configs["prune"]}
-    result = imp_seed(seed, "imp", imp_configs, runs_dir, quiet, ("shuffle-layerwise", "random-reinit"))
-    level = result["levels"][-1]
+    imp_configs = {k: configs[k] for k in ("data", "model", "train", "prune")}
+    result = imp_seed(seed, "imp", imp_configs, runs_dir, quiet, ())
+    # The level whose density is the checked one (the schedule contains it).
+    level = min(result["levels"], key=lambda r: abs(r["density"] - configs["pai"].density))
     level_dir = Path(level["ticket"]).parent
     seed_dir = level_dir.parent
-    out = {"ticket": level["test_accuracy"], "density": level["density"],
-           "shuffle-layerwise": level["control_shuffle-layerwise_test_accuracy"],
-           "reinit": level["control_random-reinit_test_accuracy"]}
-    # Inversion by IMP's own score: lowest |θ_T| of the previous level among the weights it kept.
     data = load_data(configs)
+    setup = ImpSetup(data, configs["data"], configs["model"], configs["train"], configs["prune"], seed, quiet)
     ticket = load_ticket(level["ticket"])
+    out = {"ticket": level["test_accuracy"], "density": level["density"]}
+    for ablation, control in (("shuffle-layerwise", "shuffle-layerwise"), ("reinit", "random-reinit")):
+        out[ablation] = train_control(control, setup, seed_dir, level["level"], ticket.mask)["test_accuracy"]
+    # Inversion by IMP's own score: lowest |θ_T| of the previous level among the weights it kept.
     previous = seed_dir / f"level-{level['level'] - 1}"
     model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
     load_final_weights(previous, model)
@@ -93,7 +98,25 @@ def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
     return out
 
 
-def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int) -> dict:
+def imp_schedule(density: float, schedule: str | None) -> str:
+    """The IMP run's density schedule: the one given (it must reach `density`), or 20% per level down to
+    `density`, the last level landing on it exactly."""
+    if schedule:
+        densities = density_schedule(PruneConfig(schedule=schedule))
+        if not any(math.isclose(d, density, rel_tol=1e-9) for d in densities):
+            raise TicketlabError(f"--imp-schedule {schedule} does not contain --density {density}; add it")
+        return schedule
+    if not 0 < density < 1:
+        raise TicketlabError("--density must be below 1 for an IMP sanity check")
+    levels = []
+    while 0.8 ** (len(levels) + 1) > density * 1.0001:
+        levels.append(0.8 ** (len(levels) + 1))
+    return ",".join(f"{d:.6g}" for d in levels + [density])
+
+
+def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
+               schedule: str | None = None) -> dict:
+    """`schedule`: the density schedule of the IMP run checked by --method imp/ltr (see imp_schedule)."""
     from ticketlab.jobs import load_data, run_seeds
     method = configs["pai"].method
     load_data(configs)
@@ -101,11 +124,8 @@ def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, work
         pai = configs["pai"]
         if method == "ltr" and pai.rewind_step in ("0it", "0ep", "0"):
             raise TicketlabError("--method ltr needs a rewind step, e.g. --rewind-step 500it (imp resets to θ₀)")
-        levels = max(1, math.ceil(math.log(pai.density) / math.log(0.8))) if pai.density < 1 else 0
-        if levels == 0:
-            raise TicketlabError("--density must be below 1 for an IMP sanity check")
         rewind = pai.rewind_step if method == "ltr" else "0it"
-        prune = PruneConfig(levels=levels, rewind_step=rewind)
+        prune = PruneConfig(rewind_step=rewind, schedule=imp_schedule(pai.density, schedule))
         imp_configs = {k: configs[k] for k in ("data", "model", "train")} | {"prune": prune}
         open_run(runs_dir, "imp", imp_configs)
         per_seed = run_seeds(imp_sanity_seed, seeds, workers, {**configs, "prune": prune}, runs_dir, quiet)
