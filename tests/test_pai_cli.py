@@ -1,6 +1,5 @@
 """The PaI commands end to end on tiny data: prune, train-ticket, pai sweeps and sanity checks."""
 
-import math
 from pathlib import Path
 
 import pytest
