@@ -13,14 +13,14 @@ import sys
 import typing
 from pathlib import Path
 
-from ticketlab.config import (DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig, validate_density,
-                              validate_pai, validate_prune, validate_train)
+from ticketlab.config import (DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig,
+                              validate_density, validate_layers, validate_pai, validate_prune, validate_train)
 from ticketlab.errors import TicketlabError
 
 from ticketlab.cts.config import CtsConfig  # noqa: E402
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig, "pai": PaiConfig,
-            "cts": CtsConfig}
+            "cts": CtsConfig, "layers": LayerConfig}
 # Option names that would collide with the training recipe's get their own flags.
 RENAMED = {"cts": {"lr": "search_lr", "batch_size": "search_batch_size"}}
 
@@ -271,6 +271,98 @@ def cmd_sanity(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from ticketlab.deploy.export import export_ticket
+    result = export_ticket(args.ticket, args.format, args.out, half=args.half, weights=args.weights)
+    emit(args, result, f"wrote {result['out']}: {result['format']}{' fp16' if result['half'] else ''}, "
+                       f"{result['bytes']:,} bytes, {result['parameters']:,} stored parameters")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from ticketlab.deploy.infer import run_inference
+    result = run_inference(args.file, args.dataset, args.data_root, args.test_subset, args.batch_size, args.path)
+    paths = ", ".join(f"{name} {d['path']}" for name, d in result["linear_paths"].items()) or "as stored"
+    emit(args, result, f"test accuracy {result['test_accuracy']:.4f} on {result['examples']} {result['dataset']} "
+                       f"examples ({result['kind']}, {result['examples_per_second']:,.0f} examples/s at batch "
+                       f"{result['batch_size']}; linear layers: {paths})")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from ticketlab.deploy.profile import profile_table, profile_ticket
+    try:
+        batches = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        batches = ()
+    if not batches or min(batches) < 1 or args.repeats < 1:
+        raise TicketlabError(f"bad --batch-sizes {args.batch_sizes!r} or --repeats {args.repeats}: give positive integers such as 1,64,256")
+    result = profile_ticket(args.ticket, batches, args.repeats)
+    emit(args, result, profile_table(result))
+    return 0
+
+
+def structured_table(result: dict) -> str:
+    def pm(key, scale=100.0, spec=".2f"):
+        return f"{scale * result[key]:{spec}} ± {scale * (result[key + '_std'] or 0):{spec}}"
+    lines = [f"{result['kind']} tickets over seeds {result['seeds']} (run {result['run_dir']})",
+             f"  test accuracy      {pm('test_accuracy')} %   (dense {pm('dense_test_accuracy')} %)",
+             f"  parameters         {result['ticket_parameters']:,.0f} vs {result['dense_parameters']:,.0f} dense "
+             f"({pm('parameters_saved')} % saved)",
+             f"  FLOPs per example  {result['ticket_flops']:,.0f} vs {result['dense_flops']:,.0f} dense ({pm('flops_saved')} % saved)",
+             f"  conv filters       {result['ticket_conv_filters']:,.0f} vs {result['dense_conv_filters']:,.0f} dense",
+             f"  training time      {result['ticket_training_seconds']:.1f} s vs {result['dense_training_seconds']:.1f} s dense "
+             f"(speedup {pm('training_speedup', 1.0)}×, measured)",
+             f"  energy (estimate)  {result['ticket_energy_wh_estimate']:.3f} Wh vs {result['dense_energy_wh_estimate']:.3f} Wh "
+             f"dense, assuming {result['power_watts_assumed']:g} W"]
+    return "\n".join(lines + [f"  ticket (seed {s}): {t}" for s, t in zip(result["seeds"], result["tickets"])])
+
+
+def cmd_layers(args) -> int:
+    from ticketlab.jobs import default_workers
+    from ticketlab.layer_jobs import run_structured
+    configs = configs_from_args(args, ["data", "model", "train", "layers"])
+    validate_train(configs["train"])
+    validate_layers(configs["layers"])
+    seeds = seeds_of(args)
+    result = run_structured("layers", configs, seeds, args.runs_dir, args.quiet or args.json,
+                            args.workers or default_workers(seeds), args.power_watts)
+    emit(args, result, structured_table(result))
+    return 0
+
+
+def cmd_filters(args) -> int:
+    from ticketlab.jobs import default_workers
+    from ticketlab.layer_jobs import filter_configs, run_structured
+    from ticketlab.ticket import load_ticket
+    layer = load_ticket(args.match_ticket)
+    info = layer.info
+    if "original_architecture" not in info:
+        raise TicketlabError(f"{args.match_ticket} is not a layer ticket; give one written by `ticketlab layers`")
+    data = DataConfig(**info["data_config"])
+    if args.data_root:
+        data = dataclasses.replace(data, data_root=args.data_root)
+    base = {"data": data, "model": ModelConfig(model=info["original_architecture"]["name"]),
+            "train": TrainConfig(**info["train_config"])}
+    configs = filter_configs(base, args.match_ticket, args.criterion)
+    seeds = seeds_of(args)
+    result = run_structured("filters", configs, seeds, args.runs_dir, args.quiet or args.json,
+                            args.workers or default_workers(seeds), args.power_watts)
+    emit(args, result, structured_table(result))
+    return 0
+
+
+def cmd_robustness(args) -> int:
+    from ticketlab.layer_jobs import robustness_job
+    result = robustness_job(args.ticket, args.dense, args.data_root, args.seed)
+    lines = [f"{'corruption':16s} {'severity':>8s} {'ticket':>8s} {'dense':>8s} {'delta':>8s}"]
+    for row in result["rows"]:
+        lines.append(f"{row['corruption']:16s} {row['severity']:8d} {100 * row['ticket']:8.2f} {100 * row['dense']:8.2f} "
+                     f"{100 * (row['ticket'] - row['dense']):+8.2f}")
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
 def cmd_methods(args) -> int:
     from ticketlab.pai import PAI_METHODS
     rows = [(name, info.description, info.bn_mode or "—") for name, info in PAI_METHODS.items()]
@@ -426,6 +518,71 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--imp-schedule", default=None, help="imp/ltr only: density schedule of the IMP run, containing "
                      "--density (default: 20%% per level down to --density)")
     add_common_options(sub)
+
+    sub = command("export", cmd_export, "write a ticket as a compact file, a shrunk dense model, TorchScript or ONNX",
+                  "compact: packed mask bits + live values (lossless; --half stores them in float16). dense: the "
+                  "network with dead neurons and channels removed physically, as a safetensors state_dict. "
+                  "torchscript / onnx: that shrunk network for deployment (onnx needs pip install 'ticketlab[onnx]').")
+    sub.add_argument("ticket", help="ticket file")
+    sub.add_argument("--format", required=True, choices=("compact", "dense", "torchscript", "onnx"))
+    sub.add_argument("--out", required=True, help="file to write")
+    sub.add_argument("--half", action="store_true", help="compact only: store the live values in float16")
+    sub.add_argument("--weights", default="auto", choices=("auto", "trained", "init"),
+                     help="trained weights, θ_k, or auto = trained when the ticket has them")
+    add_common_options(sub, runs=False)
+
+    sub = command("infer", cmd_infer, "test accuracy of a ticket or export, on the fastest path",
+                  "Evaluate a ticket, compact, dense, TorchScript or ONNX file on a test set; each Linear layer runs "
+                  "on a CSR sparse kernel when that is measured faster at the batch size, else dense.")
+    sub.add_argument("file", help="ticket file or exported model")
+    sub.add_argument("--dataset", default=None, help="dataset (default: the one the file records)")
+    sub.add_argument("--data-root", default=None, help="folder holding datasets")
+    sub.add_argument("--test-subset", type=int, default=None, help="only the first N test examples")
+    sub.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    sub.add_argument("--path", default="auto", choices=("auto", "csr", "dense"),
+                     help="linear-layer kernels: auto = the faster of the two, measured per layer")
+    add_common_options(sub, runs=False)
+
+    sub = command("profile", cmd_profile, "size, FLOPs and speed of a ticket against its dense original",
+                  "Parameters, non-zeros, FLOPs per example (live weights only), the file size of every export "
+                  "format, and latency/throughput (median after warm-up) of the dense original, the masked ticket, "
+                  "the shrunk network and the sparse path.")
+    sub.add_argument("ticket", help="ticket file")
+    sub.add_argument("--batch-sizes", default="1,64,256", help="comma-separated batch sizes to time")
+    sub.add_argument("--repeats", type=int, default=30, help="timed calls per measurement (median reported)")
+    add_common_options(sub, runs=False)
+
+    sub = command("layers", cmd_layers, "layer tickets: remove whole residual blocks at initialization",
+                  "Score every removable residual block (identity shortcut) of a ResNet at θ₀, remove the p lowest, "
+                  "rebuild a shallower network holding θ₀ and train it with the dense recipe; compare parameters, FLOPs, "
+                  "measured training time and an energy estimate with the dense network (trained once, reused).")
+    for section in ("data", "model", "train", "layers"):
+        add_config_options(sub, section, {"model": ModelConfig(model="resnet20")}.get(section))
+    sub.add_argument("--after-training", dest="at", action="store_const", const="after-training",
+                     help="same as --at after-training")
+    sub.add_argument("--power-watts", type=float, default=65.0,
+                     help="power figure for the energy estimate (wall time × watts), an assumption")
+    add_common_options(sub, replicates=True)
+
+    sub = command("filters", cmd_filters, "filter tickets matched to a layer ticket's number of filters",
+                  "Remove the lowest-scored internal filters of every residual block until the network has as many "
+                  "convolution filters as the given layer ticket, rebuild it physically narrower from θ₀ and train it "
+                  "with the layer ticket's recipe.")
+    sub.add_argument("--match-ticket", required=True, help="layer ticket whose filter count to match")
+    sub.add_argument("--criterion", default="snip", choices=("snip", "grasp", "magnitude", "random"))
+    sub.add_argument("--data-root", default=None, help="folder holding datasets")
+    sub.add_argument("--power-watts", type=float, default=65.0,
+                     help="power figure for the energy estimate (wall time × watts), an assumption")
+    add_common_options(sub, replicates=True)
+
+    sub = command("robustness", cmd_robustness, "accuracy on corrupted and shifted test sets, ticket vs dense",
+                  "Gaussian noise, blur and contrast at severities 1-5 and a translated test set, as batched tensor "
+                  "ops; the ticket next to its dense network (recorded in layer and filter tickets, or --dense).")
+    sub.add_argument("ticket", help="ticket file")
+    sub.add_argument("--dense", default=None, help="ticket file of the dense network (default: the one the ticket records)")
+    sub.add_argument("--data-root", default=None, help="folder holding datasets")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the noise and shift draws")
+    sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
 
     sub = command("methods", cmd_methods, "list the pruning-at-initialization methods", "List the PaI methods.")
     add_common_options(sub, runs=False)

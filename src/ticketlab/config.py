@@ -28,6 +28,7 @@ class DataConfig:
     val_size: int | None = option(None, "validation examples held out from the training set (default: the dataset's, 5000 for 60k-image sets)")
     train_subset: int = option(0, "use only the first N training examples (0 = all)")
     test_subset: int = option(0, "evaluate on only the first N test examples (0 = all); for quick runs, say so when reporting")
+    pad: int = option(0, "zero-pad images by N pixels on every side (2 takes 28x28 Fashion-MNIST to 32x32)")
 
 
 @dataclass
@@ -79,6 +80,33 @@ class PaiConfig:
     score_batch_size: int = option(128, "examples per scoring minibatch")
     iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, 100 for synflow)")
     min_per_layer: int = option(0, "keep at least this many weights in every layer (prevents layer collapse); 0 = off")
+
+
+@dataclass
+class LayerConfig:
+    criterion: str = option("grasp", "block score: GraSP (the paper's best), SNIP, |θ| or random",
+                            choices=("grasp", "snip", "magnitude", "random"))
+    remove: int = option(1, "number p of residual blocks removed")
+    aggregate: str = option("sum", "per-weight scores to one block score: sum, mean, or the sum divided by the mean "
+                            "|sum| of the stage's removable blocks", choices=("sum", "mean", "stage-normalized"))
+    at: str = option("init", "score θ₀ (init), or the trained dense network and rewind to θ₀ (after-training)",
+                     choices=("init", "after-training"))
+    min_per_stage: int | None = option(None, "blocks every stage keeps (default: 2 where a stage has 2 or more, else 1)")
+    score_batches: int = option(1, "minibatches of training data the scores are computed on")
+    score_batch_size: int = option(128, "examples per scoring minibatch")
+
+
+@dataclass
+class FilterConfig:
+    criterion: str = option("snip", "filter score", choices=("snip", "grasp", "magnitude", "random"))
+    target_filters: int = option(0, "convolution filters the filter ticket keeps (set from --match-ticket)")
+
+
+def validate_layers(cfg: LayerConfig) -> None:
+    if cfg.remove < 0:
+        raise TicketlabError(f"--remove must be 0 or more blocks, got {cfg.remove}")
+    if cfg.score_batches < 1 or cfg.score_batch_size < 1:
+        raise TicketlabError("--score-batches and --score-batch-size must be at least 1")
 
 
 def validate_density(density: float, flag: str = "--density") -> None:

@@ -188,6 +188,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
             generator = torch.Generator().manual_seed(derive_seed(data_seed, f"augment:{iteration}"))
             x = augment_batch(x, augment, generator)
 
+        step_started = time.perf_counter()
         if iteration in schedule.milestones:
             gamma_steps += 1
         lr = learning_rate(cfg, schedule, iteration, gamma_steps)
@@ -200,6 +201,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         optimizer.step()
         if mask is not None:
             mask.apply_(model)
+        # Time spent in optimization steps alone (no evaluation, no checkpoints): what a smaller network saves.
+        state["step_time"] = state.get("step_time", 0.0) + time.perf_counter() - step_started
 
         state["loss_sum"] += loss.item() * len(y)
         state["correct"] += int((logits.detach().argmax(1) == y).sum())
@@ -224,7 +227,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     sample = slice(0, TRAIN_EVAL_SAMPLE)
     summary["final_train_loss"], summary["final_train_accuracy"] = evaluate(model, train_x[sample], train_y[sample])
     summary.update(iterations=schedule.total, start_iteration=start_iteration,
-                   wall_time_seconds=round(state["wall_time"], 3),
+                   wall_time_seconds=round(state["wall_time"], 3), step_time_seconds=round(state.get("step_time", 0.0), 3),
                    train_examples=state["train_examples"], eval_examples=state["eval_examples"])
     write_json(out_dir / "summary.json", summary)
     return summary

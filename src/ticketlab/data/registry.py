@@ -4,10 +4,13 @@ Adding a dataset is writing a loader `root -> RawSplits` and adding one entry
 here; splitting, normalization and option checks are shared by all of them.
 """
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch.nn.functional as F
 
 from ticketlab.data.cifar import load_cifar10, load_cifar100
 from ticketlab.data.dataset import Dataset, RawSplits
@@ -55,7 +58,7 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size: int | None = None,
-                 train_subset: int = 0, split_seed: int = 0, test_subset: int = 0) -> Dataset:
+                 train_subset: int = 0, split_seed: int = 0, test_subset: int = 0, pad: int = 0) -> Dataset:
     """Load dataset `name` into memory with a validation split held out of its training set.
 
     data_root: folder to search (default $TICKETLAB_DATA_ROOT, else ./data).
@@ -63,12 +66,23 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
     train_subset: keep only this many training examples (0 keeps all).
     test_subset: evaluate on only the first this many test examples (0 keeps all).
     split_seed: chooses which examples are held out.
+    pad: zero-pad images by this many pixels on every side (after standardization, so the padding
+      is the training mean), e.g. 2 takes 28x28 Fashion-MNIST to the 32x32 of CIFAR networks.
     """
     entry = DATASETS.get(name)
     if entry is None:
         raise TicketlabError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     if val_size is None:
         val_size = entry.default_val_size
+    if not isinstance(pad, int) or pad < 0:
+        raise TicketlabError(f"--pad must be a non-negative number of pixels, got {pad!r}")
     raw = entry.loader(resolve_data_root(data_root))
-    return prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed,
+    data = prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed,
                    test_subset=test_subset)
+    if pad:
+        if data.train_x.dim() != 4:
+            raise TicketlabError(f"--pad applies to image datasets; {name} has inputs of shape {tuple(data.input_shape)}")
+        sides = (pad, pad, pad, pad)
+        data = dataclasses.replace(data, train_x=F.pad(data.train_x, sides), val_x=F.pad(data.val_x, sides),
+                                   test_x=F.pad(data.test_x, sides))
+    return data

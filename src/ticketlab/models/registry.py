@@ -8,7 +8,8 @@ Every model `create_model` returns carries three attributes the rest of ticketla
   - `prunable_names`: names (as in `named_parameters()`) of the weights of every Linear and
     Conv layer — never biases, never BatchNorm;
   - `output_name`: the final classifier Linear's weight (IMP may prune it at its own rate);
-  - `architecture`: {"name", "input_shape", "num_classes"}, for `model_from_architecture`.
+  - `architecture`: {"name", "input_shape", "num_classes"}, for `model_from_architecture`
+    (a shrunk model adds "shapes", the sizes of its smaller modules).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from ticketlab.errors import TicketlabError
 from ticketlab.models.initialization import initialize_weights_
+from ticketlab.models.resize import resize_modules
 
 Builder = Callable[[re.Match, tuple[int, ...], int], nn.Module]
 
@@ -163,16 +165,27 @@ def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int
 
 
 ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
+OPTIONAL_ARCHITECTURE_KEYS = ("shapes",)  # sizes of the modules a shrink made smaller (deploy/shrink.py)
 
 
 def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
-    """Rebuild a model from its `architecture` dict (as stored in a ticket file's metadata)."""
+    """Rebuild a model from its `architecture` dict (as stored in a ticket file's metadata).
+
+    An optional "shapes" dict {module path: sizes} resizes those modules after building by name.
+    """
     if not isinstance(spec, dict):
         raise TicketlabError(f"architecture must be a dict with keys {list(ARCHITECTURE_KEYS)}; got {spec!r}")
     missing = [key for key in ARCHITECTURE_KEYS if key not in spec]
-    extra = sorted(set(spec) - set(ARCHITECTURE_KEYS))
+    extra = sorted(set(spec) - set(ARCHITECTURE_KEYS) - set(OPTIONAL_ARCHITECTURE_KEYS))
     if missing or extra:
-        raise TicketlabError(f"architecture {spec!r} must have exactly the keys {list(ARCHITECTURE_KEYS)} "
-                             f"(missing {missing}, unexpected {extra}); the ticket file may be damaged")
-    return create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed)
+        raise TicketlabError(f"architecture {spec!r} must have exactly the keys {list(ARCHITECTURE_KEYS)}, "
+                             f"optionally {list(OPTIONAL_ARCHITECTURE_KEYS)} (missing {missing}, unexpected {extra}); "
+                             "the ticket file may be damaged")
+    model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed)
+    if "shapes" in spec:
+        if not isinstance(spec["shapes"], dict):
+            raise TicketlabError(f"architecture shapes must be a dict of module sizes; got {spec['shapes']!r}")
+        resize_modules(model, spec["shapes"], seed=seed)
+        model.architecture = spec
+    return model
 

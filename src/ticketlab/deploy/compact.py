@@ -1,0 +1,79 @@
+"""The compact ticket file: one bit per prunable weight plus only the live values.
+
+Layout (safetensors): `mask/<name>` packed mask bits, `values/<name>` the live weights of that tensor
+in row-major order (float32, or float16 with `half`), `state/<key>` every other entry of the
+state_dict (biases, BatchNorm) in full, and JSON metadata under "ticketlab-compact": architecture,
+mask shapes, value dtype, provenance and a SHA-256 checksum of the tensors. In float32 it loads
+back to exactly the weights it was made from; float16 rounds the live values (and says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+
+from ticketlab.errors import TicketlabError
+from ticketlab.files import write_safetensors
+from ticketlab.mask import Mask
+from ticketlab.models import model_from_architecture
+
+KEY = "ticketlab-compact"
+FORMAT_VERSION = 1
+
+
+def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_compact(path: str | Path, architecture: dict, mask: Mask, state: dict[str, torch.Tensor],
+                 info: dict | None = None, half: bool = False) -> None:
+    dtype = torch.float16 if half else torch.float32
+    tensors = {f"mask/{n}": bits for n, bits in mask.packed().items()}
+    for name in mask.names():
+        tensors[f"values/{name}"] = state[name].detach().reshape(-1)[mask[name].reshape(-1)].to(dtype)
+    tensors.update({f"state/{k}": v.detach() for k, v in state.items() if k not in mask.tensors})
+    tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
+    meta = {"format_version": FORMAT_VERSION, "architecture": architecture, "mask_shapes": mask.shapes(),
+            "values_dtype": str(dtype).removeprefix("torch."), "info": info or {}, "checksum": _checksum(tensors)}
+    write_safetensors(path, tensors, {KEY: json.dumps(meta, sort_keys=True)})
+
+
+def is_compact(metadata: dict | None) -> bool:
+    return bool(metadata) and KEY in metadata
+
+
+def load_compact(path: str | Path) -> tuple[torch.nn.Module, Mask, dict]:
+    """(model with the stored weights, its mask, metadata). Pruned weights are exact zeros."""
+    path = Path(path)
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads((f.metadata() or {})[KEY])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise TicketlabError(f"{path} is not a readable compact ticket file ({exc}); export it again") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise TicketlabError(f"{path} has compact format version {meta.get('format_version')}; this ticketlab reads {FORMAT_VERSION}")
+    if _checksum(tensors) != meta.get("checksum"):
+        raise TicketlabError(f"{path} is damaged (checksum mismatch); export it again")
+    mask = Mask.from_packed({n: tensors[f"mask/{n}"] for n in meta["mask_shapes"]}, meta["mask_shapes"])
+    model = model_from_architecture(meta["architecture"])
+    state = {k[len("state/"):]: v for k, v in tensors.items() if k.startswith("state/")}
+    reference = model.state_dict()
+    for name in mask.names():
+        full = torch.zeros(reference[name].numel(), dtype=reference[name].dtype)
+        values = tensors[f"values/{name}"]
+        if values.numel() != int(mask[name].sum()):
+            raise TicketlabError(f"{path}: {name} stores {values.numel()} values for {int(mask[name].sum())} live weights; the file is damaged")
+        full[mask[name].reshape(-1)] = values.to(full.dtype)
+        state[name] = full.reshape(reference[name].shape)
+    model.load_state_dict(state)
+    return model, mask, meta

@@ -1,0 +1,52 @@
+"""`ticketlab infer`: test accuracy of a ticket or an exported model on the fastest path available.
+
+Torch models (ticket, compact and dense exports) go through `sparsify`: each Linear runs on CSR
+when that measured faster at the inference batch size, else dense. TorchScript and ONNX files run
+as they are (ONNX on onnxruntime). The data default to the ticket's own dataset and split.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ticketlab.config import DataConfig
+from ticketlab.deploy.export import load_exported
+from ticketlab.deploy.sparse import sparsify
+from ticketlab.errors import TicketlabError
+
+
+def data_config_for(loaded, dataset: str | None, data_root: str | None, test_subset: int | None) -> DataConfig:
+    stored = (loaded.meta.get("info") or loaded.meta).get("data_config") if loaded.meta else None
+    if dataset is None and not stored:
+        raise TicketlabError("this file does not record its dataset; give --dataset")
+    cfg = DataConfig(**stored) if stored and (dataset is None or dataset == stored.get("dataset")) else DataConfig(dataset=dataset)
+    changes = {k: v for k, v in (("data_root", data_root), ("test_subset", test_subset)) if v is not None}
+    return DataConfig(**{**vars(cfg), **changes})
+
+
+@torch.no_grad()
+def run_inference(path: str, dataset: str | None = None, data_root: str | None = None, test_subset: int | None = None,
+                  batch_size: int = 256, path_mode: str = "auto") -> dict:
+    from ticketlab.jobs import load_data_config
+    if batch_size < 1:
+        raise TicketlabError(f"--batch-size must be at least 1, got {batch_size}")
+    loaded = load_exported(path)
+    data = load_data_config(data_config_for(loaded, dataset, data_root, test_subset))
+    if loaded.input_shape and tuple(loaded.input_shape) != tuple(data.input_shape) and loaded.kind != "onnx":
+        raise TicketlabError(f"{path} takes inputs of shape {tuple(loaded.input_shape)} but {data.name} has "
+                             f"{tuple(data.input_shape)}; give the dataset it was trained on")
+    run, paths = loaded.run, {}
+    if loaded.module is not None and loaded.kind != "torchscript":
+        run, paths = sparsify(loaded.module, batch_size=batch_size, path=path_mode)
+    correct = 0
+    start = time.perf_counter()
+    for first in range(0, len(data.test_y), batch_size):
+        logits = run(data.test_x[first:first + batch_size])
+        correct += int((logits.argmax(1) == data.test_y[first:first + batch_size]).sum())
+    seconds = time.perf_counter() - start
+    return {"file": str(path), "kind": loaded.kind, "dataset": data.name, "examples": len(data.test_y),
+            "test_accuracy": correct / max(1, len(data.test_y)), "seconds": seconds,
+            "examples_per_second": len(data.test_y) / seconds if seconds > 0 else None, "batch_size": batch_size,
+            "linear_paths": paths}

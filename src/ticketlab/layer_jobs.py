@@ -1,0 +1,181 @@
+"""The `layers`, `filters` and `robustness` commands: structured tickets trained with the dense recipe.
+
+`runs/layers-<hash>/seed-<s>/` (or `filters-<hash>`) holds the ticket (`ticket.safetensors`: the
+rebuilt network, mask all ones, θ₀ and trained weights), its training files and `result.json`. The
+dense network of the same recipe and seed is the `train` run of the same config (trained once,
+reused): every ticket is compared with it on parameters, FLOPs per example, measured training time
+(optimization steps only, `step_time_seconds`), and an energy estimate = that time × a power figure
+(watts, an assumption the user states; labelled as an estimate everywhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ticketlab.aggregate import mean_std
+from ticketlab.config import derive_seed
+from ticketlab.deploy.flops import count
+from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json, write_json
+from ticketlab.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
+from ticketlab.layer_tickets import block_scores, check_resnet, choose_removed, remove_blocks, removable_blocks
+from ticketlab.mask import Mask
+from ticketlab.models import create_model, model_from_architecture
+from ticketlab.runs import open_run, run_dir_for
+from ticketlab.ticket import Ticket, load_ticket
+from ticketlab.trainer import train
+
+RESULT = "result.json"
+DENSE_SECTIONS = ("data", "model", "train")
+
+
+def dense_for(configs: dict, seed: int, runs_dir: str, quiet: bool) -> dict:
+    """The dense network's run with the same data, model, recipe and seed (trained if missing)."""
+    from ticketlab.jobs import run_train
+    return run_train({k: configs[k] for k in DENSE_SECTIONS}, seed, runs_dir, quiet, log=lambda _: None)
+
+
+def training_seconds(summary: dict) -> float:
+    return summary.get("step_time_seconds") or summary["wall_time_seconds"]
+
+
+def costs(model, summary: dict, input_shape) -> dict:
+    counted = count(model, input_shape)
+    return {"parameters": counted["parameters"], "flops": counted["flops"], "conv_filters": conv_filters(model),
+            "training_seconds": training_seconds(summary)}
+
+
+def structured_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, build) -> dict:
+    """Shared by layer and filter tickets: build(θ₀ model, data, dense result) -> (small model, info)."""
+    from ticketlab.jobs import load_data
+    seed_dir = run_dir_for(runs_dir, kind, configs) / f"seed-{seed}"
+    if (seed_dir / RESULT).exists():
+        return read_json(seed_dir / RESULT)
+    data = load_data(configs)
+    dense_result = dense_for(configs, seed, runs_dir, quiet)
+    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    small, info = build(model, data, dense_result)
+    start = {k: v.clone() for k, v in small.state_dict().items()}
+    summary = train(small, data, configs["train"], out_dir=seed_dir, data_seed=derive_seed(seed, "data"), quiet=quiet,
+                    label=f"{kind} seed {seed}")
+    dense_summary = dense_result["summary"]
+    dense_model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    dense_costs, ticket_costs = costs(dense_model, dense_summary, data.input_shape), costs(small, summary, data.input_shape)
+    compare = {"dense_costs": dense_costs, "ticket_costs": ticket_costs,
+               "training_speedup": dense_costs["training_seconds"] / ticket_costs["training_seconds"],
+               "flops_saved": 1 - ticket_costs["flops"] / dense_costs["flops"],
+               "parameters_saved": 1 - ticket_costs["parameters"] / dense_costs["parameters"]}
+    ticket_info = {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "seed": seed,
+                   "init_seed": derive_seed(seed, "init"), "data_seed": derive_seed(seed, "data"), "rewind_step": 0,
+                   "train_config": vars(configs["train"]).copy(), "dense_ticket": dense_result["ticket"],
+                   "original_architecture": model.architecture, "metrics": summary, "costs": compare, **info}
+    ticket_path = seed_dir / "ticket.safetensors"
+    Ticket(small.architecture, Mask.ones(small), start, small.state_dict(), ticket_info).save(ticket_path)
+    result = {"seed": seed, "ticket": str(ticket_path), "dense_ticket": dense_result["ticket"],
+              "test_accuracy": summary["test_accuracy"], "dense_test_accuracy": dense_summary["test_accuracy"],
+              "early_stop_test_accuracy": summary["early_stop_test_accuracy"], **info, **compare}
+    write_json(seed_dir / RESULT, result)
+    return result
+
+
+def layer_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
+    cfg = configs["layers"]
+
+    def build(model, data, dense_result):
+        check_resnet(model)
+        scored = model
+        if cfg.at == "after-training":  # the paper's post-training variant: score trained weights, rewind to θ₀
+            scored = model_from_architecture(model.architecture)
+            scored.load_state_dict(load_ticket(dense_result["ticket"]).trained_state)
+        scores = block_scores(scored, data, cfg.criterion, cfg.aggregate, seed=derive_seed(seed, "layers"),
+                              score_batches=cfg.score_batches, batch_size=cfg.score_batch_size)
+        removed = choose_removed(model, scores, cfg.remove, cfg.min_per_stage)
+        info = {"method": f"layers-{cfg.criterion}", "removed_blocks": [list(b) for b in removed],
+                "block_scores": {f"{s}.{i}": v for (s, i), v in scores.items()}, "aggregate": cfg.aggregate,
+                "scored_at": cfg.at}
+        return remove_blocks(model, removed), info
+
+    return structured_seed(seed, "layers", configs, runs_dir, quiet, build)
+
+
+def filter_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
+    cfg = configs["filters"]
+
+    def build(model, data, dense_result):
+        remove = conv_filters(model) - cfg.target_filters
+        scores = filter_scores(model, data, cfg.criterion, seed=derive_seed(seed, "filters"))
+        kept = choose_filters(scores, remove)
+        small = narrow(model, kept)
+        return small, {"method": f"filters-{cfg.criterion}", "removed_filters": remove,
+                       "kept_filters": {p: len(k) for p, k in kept.items()}}
+
+    return structured_seed(seed, "filters", configs, runs_dir, quiet, build)
+
+
+def summarize(per_seed: dict[int, dict], seeds: list[int], power_watts: float) -> dict:
+    rows = [per_seed[s] for s in seeds]
+    out = {}
+    for key in ("test_accuracy", "dense_test_accuracy", "early_stop_test_accuracy", "training_speedup", "flops_saved",
+                "parameters_saved"):
+        out[key], out[f"{key}_std"] = mean_std([r[key] for r in rows])
+    for part in ("dense", "ticket"):
+        for key in ("parameters", "flops", "conv_filters", "training_seconds"):
+            out[f"{part}_{key}"] = mean_std([r[f"{part}_costs"][key] for r in rows])[0]
+        out[f"{part}_energy_wh_estimate"] = out[f"{part}_training_seconds"] * power_watts / 3600
+    out["power_watts_assumed"] = power_watts
+    return out
+
+
+def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
+                   power_watts: float) -> dict:
+    """Layer tickets (configs["layers"]) or filter tickets (configs["filters"]) over seeds, with their costs."""
+    from ticketlab.jobs import load_data, run_seeds
+    if power_watts <= 0:
+        raise TicketlabError(f"--power-watts must be positive, got {power_watts}")
+    data = load_data(configs)
+    model = check_resnet(create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0))
+    # Impossible requests fail here, before any directory exists: a dry run of the selection.
+    if kind == "layers":
+        choose_removed(model, {b: 0.0 for b in removable_blocks(model)}, configs["layers"].remove,
+                       configs["layers"].min_per_stage)
+    else:
+        choose_filters({p: torch.zeros(b.conv1.out_channels) for p, b in blocks(model)},
+                       conv_filters(model) - configs["filters"].target_filters)
+    run_dir = open_run(runs_dir, kind, configs)
+    per_seed = run_seeds(layer_seed if kind == "layers" else filter_seed, seeds, workers, configs, runs_dir, quiet)
+    return {"kind": kind, "run_dir": str(run_dir), "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds},
+            "tickets": [per_seed[s]["ticket"] for s in seeds], **summarize(per_seed, seeds, power_watts)}
+
+
+def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
+    """The filter-ticket run matching a layer ticket's number of remaining filters."""
+    from ticketlab.config import FilterConfig
+    ticket = load_ticket(layer_ticket)
+    if "removed_blocks" not in ticket.info:
+        raise TicketlabError(f"{layer_ticket} is not a layer ticket (no removed blocks recorded); give one written by "
+                             "`ticketlab layers`")
+    small = model_from_architecture(ticket.architecture)
+    return {**base, "filters": FilterConfig(criterion=criterion, target_filters=conv_filters(small))}
+
+
+def robustness_job(ticket_path: str, dense_path: str | None, data_root: str | None, seed: int) -> dict:
+    from ticketlab.config import DataConfig
+    from ticketlab.deploy.export import ticket_model
+    from ticketlab.jobs import load_data_config
+    from ticketlab.robustness import robustness_table
+    ticket = load_ticket(ticket_path)
+    dense_path = dense_path or ticket.info.get("dense_ticket")
+    if dense_path is None:
+        raise TicketlabError(f"{ticket_path} does not record its dense network; give one with --dense TICKET")
+    if not Path(dense_path).exists():
+        raise TicketlabError(f"the dense ticket {dense_path} does not exist; give one with --dense TICKET")
+    data_cfg = DataConfig(**ticket.info["data_config"])
+    if data_root:
+        data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
+    data = load_data_config(data_cfg)
+    models = {"ticket": ticket_model(ticket), "dense": ticket_model(load_ticket(dense_path))}
+    rows = robustness_table(models, data.test_x, data.test_y, seed)
+    return {"ticket": ticket_path, "dense": dense_path, "rows": rows}

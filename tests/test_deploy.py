@@ -1,0 +1,179 @@
+"""Deployment: compact files, exports equivalent to the masked ticket, CSR inference, FLOPs and profiles."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ticketlab.deploy.compact import load_compact
+from ticketlab.deploy.export import export_ticket, load_exported, ticket_model
+from ticketlab.deploy.flops import count
+from ticketlab.deploy.sparse import CsrLinear, sparsify
+from ticketlab.mask import Mask
+from ticketlab.models import create_model
+from ticketlab.ticket import Ticket, load_ticket
+
+
+def random_ticket(path: Path, name: str, input_shape, density: float, seed: int = 0, dataset: str = "synthetic") -> Path:
+    """A ticket with random trained weights, a random mask, non-trivial BatchNorm statistics and biases."""
+    generator = torch.Generator().manual_seed(seed)
+    model = create_model(name, input_shape, 10, seed=seed)
+    mask = Mask({n: torch.rand(p.shape, generator=generator) < density for n, p in model.named_parameters()
+                 if n in model.prunable_names})
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n not in model.prunable_names:  # biases and BatchNorm affine terms away from 0 and 1
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5 + (1.0 if n.endswith("weight") else 0.0))
+        for n, b in model.named_buffers():
+            if n.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=generator) * 0.1)
+            elif n.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=generator) + 0.5)
+    mask.apply_(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    info = {"method": "test", "dataset": dataset, "data_config": {"dataset": dataset, "train_subset": 600}}
+    Ticket(model.architecture, mask, state, {k: v.clone() for k, v in state.items()}, info).save(path)
+    return path
+
+
+@pytest.fixture
+def mlp_ticket(tmp_path):
+    return random_ticket(tmp_path / "mlp.safetensors", "mlp_64_32", (20,), 0.1)
+
+
+def outputs(run, x):
+    with torch.no_grad():
+        return run(x)
+
+
+def test_compact_round_trip_is_lossless_and_small(mlp_ticket, tmp_path, one_thread):
+    ticket = load_ticket(mlp_ticket)
+    out = tmp_path / "t.compact"
+    export_ticket(mlp_ticket, "compact", out)
+    model, mask, meta = load_compact(out)
+    assert mask.equals(ticket.mask)
+    for k, v in ticket.trained_state.items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert out.stat().st_size < 0.25 * mlp_ticket.stat().st_size
+    half = tmp_path / "t-half.compact"
+    export_ticket(mlp_ticket, "compact", half, half=True)
+    model16, _, _ = load_compact(half)
+    assert half.stat().st_size < out.stat().st_size
+    for k in mask.names():  # float16 rounding of the live values only
+        assert torch.allclose(model16.state_dict()[k], ticket.trained_state[k], rtol=1e-3, atol=1e-4)
+
+
+def test_a_damaged_compact_file_is_refused_naming_it(mlp_ticket, tmp_path, cli):
+    out = tmp_path / "t.compact"
+    export_ticket(mlp_ticket, "compact", out)
+    data = bytearray(out.read_bytes())
+    data[-5] ^= 0xFF
+    out.write_bytes(bytes(data))
+    res = cli("infer", out)
+    assert res.code == 2 and str(out) in res.err and "damaged" in res.err
+
+
+@pytest.mark.parametrize("name,shape", [("mlp_64_32", (20,)), ("conv2", (3, 8, 8)), ("resnet8", (3, 8, 8))])
+@pytest.mark.parametrize("fmt", ["dense", "torchscript", "onnx"])
+def test_every_export_computes_the_masked_ticket(tmp_path, one_thread, name, shape, fmt):
+    ticket_path = random_ticket(tmp_path / "t.safetensors", name, shape, 0.05, seed=3)
+    reference = ticket_model(load_ticket(ticket_path))
+    out = tmp_path / f"export.{fmt}"
+    written = export_ticket(ticket_path, fmt, out)
+    loaded = load_exported(out)
+    x = torch.randn(7, *shape)
+    expected = outputs(reference, x)
+    got = outputs(loaded.run, x)
+    assert torch.allclose(got, expected, atol=1e-4 * (1 + expected.abs().max())), (got - expected).abs().max()
+    dense_params = sum(p.numel() for p in reference.parameters())
+    assert written["parameters"] < dense_params  # the shrunk network really is smaller
+
+
+def test_export_rejects_bad_requests_without_writing(mlp_ticket, tmp_path, cli):
+    bad = cli("export", mlp_ticket, "--format", "dense", "--half", "--out", tmp_path / "x")
+    assert bad.code == 2 and "--half applies to the compact format" in bad.err and not (tmp_path / "x").exists()
+    bad = cli("export", tmp_path / "missing.safetensors", "--format", "compact", "--out", tmp_path / "y")
+    assert bad.code == 2 and "does not exist" in bad.err and not (tmp_path / "y").exists()
+    bad = cli("export", mlp_ticket, "--format", "zip", "--out", tmp_path / "z")
+    assert bad.code == 2 and "invalid choice" in bad.err
+    untrained = tmp_path / "untrained.safetensors"
+    ticket = load_ticket(mlp_ticket)
+    Ticket(ticket.architecture, ticket.mask, ticket.init_state, None, ticket.info).save(untrained)
+    bad = cli("export", untrained, "--format", "compact", "--weights", "trained", "--out", tmp_path / "w")
+    assert bad.code == 2 and "no trained weights" in bad.err and not (tmp_path / "w").exists()
+
+
+def test_csr_linear_computes_the_dense_layer(one_thread):
+    layer = nn.Linear(50, 30)
+    with torch.no_grad():
+        layer.weight.mul_(torch.rand(30, 50) < 0.1)
+    x = torch.randn(9, 50)
+    assert torch.allclose(CsrLinear(layer)(x), layer(x), atol=1e-5)
+    assert torch.allclose(CsrLinear(layer)(x.t().contiguous().t()), layer(x), atol=1e-5)  # a transposed view as input
+    model = nn.Sequential(nn.Linear(50, 30), nn.ReLU(), nn.Linear(30, 10))
+    for forced in ("csr", "dense"):
+        fast, paths = sparsify(model, batch_size=9, path=forced)
+        assert all(p["path"] == forced for p in paths.values())
+        assert isinstance(fast[0], CsrLinear if forced == "csr" else nn.Linear)
+        assert torch.allclose(fast(x), model(x), atol=1e-5)
+    _, measured = sparsify(model, batch_size=9, repeats=3)
+    assert all(p["path"] in ("csr", "dense") and p["csr_us"] > 0 and p["dense_us"] > 0 for p in measured.values())
+
+
+def test_flops_count_only_live_weights():
+    model = create_model("conv2", (1, 8, 8), 10, seed=0)
+    dense = count(model, (1, 8, 8))
+    mask = Mask.ones(model)
+    conv = next(n for n in mask.names() if mask[n].dim() == 4)
+    mask.tensors[conv][0] = False  # kill the first output channel's kernel: 1·3·3 weights
+    counted = count(model, (1, 8, 8), mask)
+    # conv2's first conv keeps the 8x8 size (padding 1), so each weight works at 64 positions.
+    assert dense["flops"] - counted["flops"] == 2 * mask[conv][0].numel() * 64
+    assert counted["live_prunable"] == dense["live_prunable"] - mask[conv][0].numel()
+    linear = nn.Sequential(nn.Linear(4, 3, bias=False))
+    linear.prunable_names = ["0.weight"]
+    assert count(linear, (4,))["flops"] == 2 * 12
+    half = Mask({"0.weight": torch.tensor([[1, 0, 1, 0]] * 3, dtype=torch.bool)})
+    assert count(linear, (4,), half)["flops"] == 2 * 6 and count(linear, (4,), half)["nonzero_parameters"] <= 6
+
+
+def test_infer_runs_every_file_kind_to_the_same_accuracy(tmp_path, cli, one_thread):
+    ticket = random_ticket(tmp_path / "t.safetensors", "mlp_64_32", (20,), 0.2)
+    accuracies = {}
+    for fmt in ("compact", "dense", "onnx"):
+        export_ticket(ticket, fmt, tmp_path / f"e.{fmt}")
+    for path in [ticket] + [tmp_path / f"e.{fmt}" for fmt in ("compact", "dense", "onnx")]:
+        res = cli("infer", path, "--dataset", "synthetic", "--batch-size", "100", "--json")
+        assert res.code == 0, res.err
+        accuracies[path.name] = res.json()["test_accuracy"]
+    onnx = accuracies.pop("e.onnx")
+    assert len(set(accuracies.values())) == 1, accuracies
+    # onnxruntime sums in another order: a random net's near-tied logits may flip an example or two.
+    assert abs(onnx - accuracies[ticket.name]) <= 2 / 500
+    forced = cli("infer", ticket, "--path", "csr", "--json").json()  # dataset from the ticket
+    assert forced["test_accuracy"] == accuracies[ticket.name] and forced["examples"] == 500
+    assert all(d["path"] == "csr" for d in forced["linear_paths"].values())
+    wrong = cli("infer", ticket, "--dataset", "synthetic-images")
+    assert wrong.code == 2 and "takes inputs of shape" in wrong.err
+
+
+def test_profile_reports_sizes_flops_and_timings(tmp_path, cli, one_thread):
+    ticket = random_ticket(tmp_path / "t.safetensors", "mlp_64_32", (20,), 0.05)
+    res = cli("profile", ticket, "--batch-sizes", "1,8", "--repeats", "3", "--json")
+    assert res.code == 0, res.err
+    result = res.json()
+    assert set(result["timings"]) == {"dense", "masked", "shrunk", "sparse"}
+    for variant in result["timings"].values():
+        assert set(variant) == {"1", "8"} and all(t["latency_ms"] > 0 and t["throughput_per_s"] > 0 for t in variant.values())
+    counts = result["counts"]
+    assert counts["masked"]["flops"] < counts["dense"]["flops"] and counts["shrunk"]["parameters"] < counts["dense"]["parameters"]
+    sizes = result["file_sizes"]
+    assert sizes["compact"] < sizes["dense original (safetensors)"] and sizes["compact fp16"] < sizes["compact"]
+    assert all(isinstance(sizes[k], int) for k in ("dense", "torchscript", "onnx"))
+    text = cli("profile", ticket, "--batch-sizes", "4", "--repeats", "2").out
+    assert "sparse paths chosen" in text and "file sizes" in text
+    bad = cli("profile", ticket, "--batch-sizes", "0")
+    assert bad.code == 2 and "--batch-sizes" in bad.err
+    assert math.isfinite(result["density"])
