@@ -47,6 +47,21 @@ def load_data(configs):
     return data
 
 
+def _worker_setup(threads: int) -> None:
+    """A seed worker: its share of the torch threads, and it dies with its parent (Linux), so killing a
+    command never leaves orphaned workers computing on."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
 def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict]:
     """function(seed, *args) for every seed; in parallel processes when workers > 1."""
     workers = max(1, min(workers, len(seeds)))
@@ -54,7 +69,7 @@ def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict
         return {seed: function(seed, *args) for seed in seeds}
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_setup,
                                                 initargs=(threads,)) as pool:
         futures = {seed: pool.submit(function, seed, *args) for seed in seeds}
         return {seed: future.result() for seed, future in futures.items()}
