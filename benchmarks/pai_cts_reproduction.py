@@ -340,7 +340,8 @@ def main():
              "## What the data shows", "", *findings(results, sanity, densities, preset), "",
              "## Test accuracy (%), mean ± std over seeds", "", "![accuracy](accuracy.png)", "",
              *accuracy_table(results, densities), "", "## Compute", "", *compute_table(results, densities, train_examples),
-             "", "## Sanity checks", "", *sanity_lines(sanity), "", "## Layer collapse", ""]
+             "", "## Sanity checks", "", *(sanity_lines(sanity) if sanity else
+                                         ["Not run in this preset (reduced scale); see the LeNet-300-100 report."]), "", "## Layer collapse", ""]
     collapse = [f"- {m} @ {100 * d:g}%: {', '.join(c['collapsed_layers'])}" for m, cells in results.items()
                 for d, c in cells.items() if c["collapsed_layers"]]
     lines += collapse or ["No method emptied a layer at any density."]
