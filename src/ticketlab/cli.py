@@ -363,6 +363,13 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from ticketlab.sweep import run_sweep, sweep_table
+    summary = run_sweep(args.grid, args.engine, args.runs_dir, args.workers, args.address, log)
+    emit(args, summary, sweep_table(summary) + f"\nreport: {summary.get('report')}")
+    return 0 if summary["failed"] == 0 else 1
+
+
 def cmd_methods(args) -> int:
     from ticketlab.pai import PAI_METHODS
     rows = [(name, info.description, info.bn_mode or "—") for name, info in PAI_METHODS.items()]
@@ -582,6 +589,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dense", default=None, help="ticket file of the dense network (default: the one the ticket records)")
     sub.add_argument("--data-root", default=None, help="folder holding datasets")
     sub.add_argument("--seed", type=int, default=0, help="seed of the noise and shift draws")
+    sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
+
+    sub = command("sweep", cmd_sweep, "run a grid of runs (methods × densities × seeds × ...) locally or on Ray",
+                  "Run every point of a TOML/YAML grid file as an independent run of one command, on a local "
+                  "process pool or on Ray; finished runs are skipped when run again; writes summary.json and "
+                  "report.md in runs/sweep-<hash>/. Exit code 1 when a run failed.")
+    sub.add_argument("grid", help="grid file (.toml, or .yaml/.yml with PyYAML)")
+    sub.add_argument("--engine", default="local", choices=("local", "ray"))
+    sub.add_argument("--address", default=None, help="ray only: address of an existing cluster (default: start a local one)")
+    sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: the number of cores)")
+    sub.add_argument("--runs-dir", default="runs", help="where run directories are created")
     sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
 
     sub = command("methods", cmd_methods, "list the pruning-at-initialization methods", "List the PaI methods.")

@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +109,16 @@ def early_stop(metrics: list[dict]) -> dict | None:
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | Path, data_seed: int,
           mask: Mask | None = None, start_iteration: int = 0, snapshot_at: int | None = None,
-          optimizer_state: str | Path | None = None, quiet: bool = False, label: str = "train") -> dict:
+          optimizer_state: str | Path | None = None, quiet: bool = False, label: str = "train",
+          batch_hook: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict:
     """Train `model` in place from `start_iteration` to the end of the schedule; return the summary.
 
     Writes into `out_dir`: checkpoint.safetensors (each epoch and at the end, with optimizer state),
     rewind.safetensors (the weights after `snapshot_at` iterations; rewind-optimizer.safetensors has
     the optimizer state then), metrics.jsonl and summary.json. `optimizer_state` starts the optimizer
     from such a saved state instead of fresh (rewinding the optimizer along with the weights).
+    `batch_hook(iteration, x, y)` may replace each training batch after augmentation (e.g. mix in
+    extra examples); it must be a pure function of its arguments so that resuming stays exact.
     A finished run returns its stored summary and final weights; an interrupted one resumes.
     """
     out_dir = Path(out_dir)
@@ -187,6 +191,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         if augment != "none":
             generator = torch.Generator().manual_seed(derive_seed(data_seed, f"augment:{iteration}"))
             x = augment_batch(x, augment, generator)
+        if batch_hook is not None:
+            x, y = batch_hook(iteration, x, y)
 
         step_started = time.perf_counter()
         if iteration in schedule.milestones:

@@ -1,0 +1,62 @@
+"""The black-box trigger set: key-derived out-of-distribution inputs with key-derived labels.
+
+Trigger j is a pattern no dataset contains, in the data's input shape and on the scale of the
+standardized data: for images, a sinusoidal stripe pattern (random orientation, frequency, phase and
+per-channel sign) plus uniform noise; for flat inputs, a random ±AMPLITUDE sign vector plus noise.
+Labels are drawn uniformly over the classes. Everything comes from a generator seeded by
+HMAC(key, "ticketlab-triggers" ‖ ticket id), so the verifier regenerates the set from the key and
+the claim, and nobody without the key knows it.
+
+During the signing retraining, PER_BATCH triggers (cycling through the set in order) are appended
+to every training batch; the choice depends on the iteration only, so training stays resumable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ticketlab.ownership.keys import keyed_seed
+
+AMPLITUDE = 2.5
+NOISE = 1.0
+PER_BATCH = 6
+DEFAULT_TRIGGERS = 100
+
+
+def make_triggers(key: bytes, tid: str, m: int, input_shape, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(keyed_seed(key, "triggers", tid))
+    shape = tuple(input_shape)
+    noise = NOISE * (2 * torch.rand(m, *shape, generator=generator) - 1)
+    if len(shape) == 3:
+        channels, height, width = shape
+        angle = math.pi * torch.rand(m, generator=generator)
+        frequency = 1 + 3 * torch.rand(m, generator=generator)            # stripes across the image
+        phase = 2 * math.pi * torch.rand(m, generator=generator)
+        sign = torch.randint(0, 2, (m, channels), generator=generator) * 2 - 1
+        rows = torch.arange(height).float()[None, :, None] / height
+        cols = torch.arange(width).float()[None, None, :] / width
+        along = torch.cos(angle)[:, None, None] * cols + torch.sin(angle)[:, None, None] * rows
+        stripes = torch.sin(2 * math.pi * frequency[:, None, None] * along + phase[:, None, None])
+        pattern = AMPLITUDE * sign[:, :, None, None] * stripes[:, None]
+    else:
+        pattern = AMPLITUDE * (torch.randint(0, 2, (m, *shape), generator=generator) * 2 - 1).float()
+    labels = torch.randint(0, num_classes, (m,), generator=generator)
+    return (pattern + noise).float(), labels
+
+
+class TriggerMixer:
+    """The trainer's batch hook: append PER_BATCH triggers to each batch, cycling in order."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, per_batch: int = PER_BATCH):
+        self.x, self.y, self.per_batch = x, y, per_batch
+
+    def __call__(self, iteration: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = (iteration * self.per_batch + torch.arange(self.per_batch)) % len(self.y)
+        return torch.cat([x, self.x[index].to(x.device)]), torch.cat([y, self.y[index].to(y.device)])
+
+
+def chance_level(labels: torch.Tensor) -> float:
+    """Frequency of the most common trigger label: what a model that ignores its input can score."""
+    return float(torch.bincount(labels).max()) / len(labels)

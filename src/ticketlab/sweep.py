@@ -1,0 +1,290 @@
+"""`ticketlab sweep GRID_FILE`: a grid of independent runs on a local process pool or on Ray.
+
+A grid file (TOML, or YAML when PyYAML is installed) names one command, the options every run
+shares, and lists to combine (their cartesian product, in file order):
+
+    command = "pai"                       # any result command: train, imp, prune, cts, pai, sanity, layers, ...
+    [fixed]
+    dataset = "fashion-mnist"
+    steps = "2000it"
+    [grid]
+    methods = ["snip", "grasp", "synflow"]
+    densities = [0.05, 0.012]
+    seed = [0, 1, 2]
+
+Each run is that command with `--<option> <value>` for every key (true → a bare flag), run through
+the normal CLI, so it checks its inputs, stores its results in its own run directory and, when run
+again, returns the stored result at once. The sweep keeps `runs/sweep-<hash>/run-<i>.json` per
+finished run (so a rerun skips them without starting a worker) and `summary.json`, a table of every
+run's options and test accuracy. Engines: `local` (a spawned process pool, torch threads shared out
+among the workers) or `ray` (`pip install 'ticketlab[ray]'`; a local instance, or an existing cluster
+with --address). Progress on stderr: runs done / running / failed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json, write_json
+
+ENGINES = ("local", "ray")
+
+
+def read_grid(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TicketlabError(f"grid file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise TicketlabError("YAML grid files need PyYAML (pip install pyyaml); or write the grid in TOML") from None
+            grid = yaml.safe_load(text)
+        else:
+            grid = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise TicketlabError(f"grid file {path} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's errors share no public base we can import lazily
+        raise TicketlabError(f"grid file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(grid, dict) or not isinstance(grid.get("command"), str):
+        raise TicketlabError(f"grid file {path} must set command = \"<ticketlab command>\" (e.g. \"pai\")")
+    unknown = sorted(set(grid) - {"command", "fixed", "grid"})
+    if unknown:
+        raise TicketlabError(f"grid file {path} has unknown sections {unknown}; use command, [fixed] and [grid]")
+    fixed, axes = grid.get("fixed", {}), grid.get("grid", {})
+    if not isinstance(fixed, dict) or not isinstance(axes, dict):
+        raise TicketlabError(f"grid file {path}: [fixed] and [grid] must be tables of options")
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise TicketlabError(f"grid file {path}: grid.{key} must be a non-empty list of values")
+    both = sorted(set(fixed) & set(axes))
+    if both:
+        raise TicketlabError(f"grid file {path}: {both} appear in both [fixed] and [grid]; keep each option in one")
+    return {"command": grid["command"], "fixed": fixed, "grid": axes}
+
+
+def expand(grid: dict) -> list[dict]:
+    """Every run's options: the fixed ones plus one point of the grid."""
+    keys = list(grid["grid"])
+    return [{**grid["fixed"], **dict(zip(keys, values))} for values in itertools.product(*grid["grid"].values())]
+
+
+def arguments(command: str, options: dict, runs_dir: str) -> list[str]:
+    args = [command]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            args.append("--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            args += [flag, ",".join(map(str, value))]
+        else:
+            args += [flag, str(value)]
+    return args + ["--runs-dir", runs_dir, "--json", "--quiet"]
+
+
+def run_one(args: list[str]) -> dict:
+    """One run through the CLI in this process; its JSON result, or the error it ended with."""
+    from ticketlab.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse: an unknown option in the grid
+            code = exc.code
+    if code != 0:
+        return {"ok": False, "error": (err.getvalue().strip().splitlines() or [f"exit code {code}"])[-1]}
+    return {"ok": True, "result": json.loads(out.getvalue())}
+
+
+def check_arguments(args: list[str]) -> None:
+    """Parse one run's command line in the parent, so a typo in the grid stops the sweep before it starts."""
+    from ticketlab.cli import build_parser
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            build_parser().parse_args(args)
+        except SystemExit:
+            raise TicketlabError("the grid's options do not fit the command: "
+                                 + (err.getvalue().strip().splitlines() or ["bad options"])[-1]) from None
+
+
+def headline(result: dict, key: str):
+    """A value of any command's result: top level, the first of a sweep's rows, the last IMP level, or the
+    training summary (test accuracy, run directory)."""
+    for source in (result, (result.get("results") or [{}])[0], (result.get("levels") or [{}])[-1],
+                   result.get("summary") or {}):
+        if isinstance(source, dict) and source.get(key) is not None:
+            return source[key]
+    return None
+
+
+def _worker_init(threads: int) -> None:
+    from ticketlab.jobs import _worker_setup
+    _worker_setup(threads)
+
+
+def run_local(pending: dict[int, list[str]], workers: int, on_done) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+                                                initargs=(threads,)) as pool:
+        futures = {pool.submit(run_one, args): index for index, args in pending.items()}
+        for future in concurrent.futures.as_completed(futures):
+            on_done(futures[future], future.result())
+
+
+def run_ray(pending: dict[int, list[str]], address: str | None, workers: int, on_done) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise TicketlabError("the ray engine needs Ray: pip install 'ticketlab[ray]'; or use --engine local") from None
+    started = not ray.is_initialized()
+    if started:
+        options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(logging_level="ERROR", log_to_driver=False, **options)
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_task)
+        refs = {remote.remote(args): index for index, args in pending.items()}
+        waiting = list(refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            on_done(refs[done[0]], ray.get(done[0]))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_task(args: list[str]) -> dict:
+    import torch
+    torch.set_num_threads(1)  # Ray gives each task one CPU
+    return run_one(args)
+
+
+def run_sweep(grid_path: str, engine: str, runs_dir: str, workers: int | None, address: str | None, log) -> dict:
+    if engine not in ENGINES:
+        raise TicketlabError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    grid = read_grid(grid_path)
+    runs = expand(grid)
+    identity = json.dumps(grid, sort_keys=True, default=str)
+    sweep_dir = Path(runs_dir) / f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    all_args = {i: arguments(grid["command"], options, runs_dir) for i, options in enumerate(runs)}
+    check_arguments(all_args[0])
+    records = {i: read_json(sweep_dir / f"run-{i}.json") for i in all_args if (sweep_dir / f"run-{i}.json").exists()}
+    pending = {i: a for i, a in all_args.items() if i not in records}
+    workers = max(1, min(workers or (os.cpu_count() or 1), len(pending) or 1))
+    state = {"done": len(records), "failed": 0}
+    if pending:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(sweep_dir / "grid.json", grid)
+
+    def on_done(index: int, outcome: dict) -> None:
+        record = {"index": index, "options": runs[index], "args": all_args[index], **outcome}
+        if outcome["ok"]:
+            write_json(sweep_dir / f"run-{index}.json", record)  # only finished runs are skipped next time
+            state["done"] += 1
+        else:
+            state["failed"] += 1
+        records[index] = record
+        running = len(all_args) - state["done"] - state["failed"]
+        log(f"sweep: {state['done']} done, {min(running, workers)} running, {state['failed']} failed"
+            f" of {len(all_args)}" + ("" if outcome["ok"] else f" (run {index}: {outcome['error']})"))
+
+    if pending:
+        (run_local(pending, workers, on_done) if engine == "local" else run_ray(pending, address, workers, on_done))
+    rows = [{"index": i, **records[i]["options"], "ok": records[i]["ok"],
+             "test_accuracy": headline(records[i]["result"], "test_accuracy") if records[i]["ok"] else None,
+             "run_dir": headline(records[i]["result"], "run_dir") if records[i]["ok"] else None,
+             "error": records[i].get("error")} for i in sorted(records)]
+    summary = {"sweep_dir": str(sweep_dir), "command": grid["command"], "engine": engine, "runs": len(all_args),
+               "done": sum(r["ok"] for r in rows), "failed": sum(not r["ok"] for r in rows), "rows": rows}
+    if rows:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json(sweep_dir / "summary.json", summary)
+        summary["report"] = str(write_sweep_report(summary, sweep_dir))
+    return summary
+
+
+SEED_KEYS = ("seed", "seeds")
+
+
+def write_sweep_report(summary: dict, out_dir: Path) -> Path:
+    """IMP sweeps: the LTH report over their runs. Others: test accuracy mean ± std over seeds per grid
+    point, and accuracy vs density when the grid varies a density."""
+    from ticketlab.aggregate import mean_std
+    from ticketlab.files import write_text
+    from ticketlab.report import load_run, pyplot, save_figure, write_report
+    done = [r for r in summary["rows"] if r["ok"]]
+    title = f"Sweep: {summary['runs']} {summary['command']} runs"
+    if summary["command"] in ("imp", "demo") and done:
+        run_dirs = sorted({r["run_dir"] for r in done if r["run_dir"]})
+        write_report([load_run(d) for d in run_dirs], out_dir, title)
+        return out_dir / "report.md"
+    keys = [k for k in (done[0] if done else {}) if k not in ("index", "ok", "test_accuracy", "run_dir", "error", *SEED_KEYS)]
+    groups: dict[tuple, list[float]] = {}
+    for row in done:
+        groups.setdefault(tuple(json.dumps(row.get(k), default=str) for k in keys), []).append(row["test_accuracy"])
+    varying = [i for i, k in enumerate(keys) if len({g[i] for g in groups}) > 1]
+    lines = [f"# {title}", "", f"{summary['done']} done, {summary['failed']} failed. Test accuracy, mean ± std over seeds.", "",
+             "| " + " | ".join(keys[i] for i in varying) + " | test accuracy | seeds |", "|" + "---|" * (len(varying) + 2)]
+    for group, accs in groups.items():
+        mean, std = mean_std(accs)
+        cell = f"{mean:.4f} ± {std:.4f}" if mean is not None else "—"
+        lines.append("| " + " | ".join(json.loads(group[i]).__str__() for i in varying) + f" | {cell} | {len(accs)} |")
+    density_key = next((k for k in keys if k in ("density", "densities")), None)
+    if density_key and done:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        position = keys.index(density_key)
+        series: dict[tuple, list[tuple[float, float, float]]] = {}
+        for group, accs in groups.items():
+            label = tuple(json.loads(group[i]) for i in varying if i != position)
+            mean, std = mean_std(accs)
+            if mean is not None:
+                series.setdefault(label, []).append((100 * float(json.loads(group[position])), 100 * mean, 100 * (std or 0)))
+        for label, points in series.items():
+            points.sort(reverse=True)
+            xs, ys, sd = zip(*points)
+            ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=" ".join(map(str, label)) or "runs")
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("percent of weights remaining")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        save_figure(fig, out_dir / "accuracy.png")
+        lines += ["", "![accuracy vs density](accuracy.png)"]
+    write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+    return out_dir / "report.md"
+
+
+def sweep_table(summary: dict) -> str:
+    keys = [k for k in summary["rows"][0] if k not in ("index", "ok", "test_accuracy", "run_dir", "error")] if summary["rows"] else []
+    varying = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in summary["rows"]}) > 1] or keys
+    lines = [f"sweep of {summary['runs']} {summary['command']} runs on {summary['engine']}: {summary['done']} done, "
+             f"{summary['failed']} failed ({summary['sweep_dir']})",
+             "  ".join(f"{k:>12s}" for k in varying) + f"  {'test acc':>9s}"]
+    for row in summary["rows"]:
+        acc = f"{row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else (row["error"] or "—")
+        lines.append("  ".join(f"{str(row.get(k)):>12s}" for k in varying) + f"  {acc:>9s}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `ticketlab sweep`")
