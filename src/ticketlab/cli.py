@@ -411,6 +411,124 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+# ---- ownership: keygen, sign, verify, attack (ticketlab.ownership) ----------------------------
+
+def train_overrides(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+
+
+def cmd_keygen(args) -> int:
+    from ticketlab.ownership.jobs import keygen_job
+    result = keygen_job(args.out)
+    emit(args, result, f"wrote key {result['key']} (mode 0600, fingerprint {result['fingerprint']}); keep it secret")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from ticketlab.ownership.jobs import sign_job
+    result = sign_job(args.ticket, args.key, args.out, args.claim, bits=args.bits, carriers=args.carriers,
+                      triggers=args.triggers, per_batch=args.triggers_per_batch, significance=args.significance,
+                      overrides=train_overrides(args), data_root=args.data_root, quiet=args.quiet or args.json)
+    unsigned = result["unsigned_test_accuracy"]
+    emit(args, result, f"signed {result['bits']} bits into {', '.join(result['carriers'])} ({result['killed_units']} units "
+                       f"killed, as many weights switched on elsewhere) and {result['triggers']} triggers; test accuracy "
+                       f"{result['test_accuracy']:.4f}" + (f" (unsigned {unsigned:.4f})" if unsigned is not None else "")
+                       + f"\nsigned ticket: {result['ticket']}\nclaim: {result['claim']} (commitment {result['commitment']})")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from ticketlab.ownership.jobs import verify_job
+    result = verify_job(args.suspect, args.key, args.claim, args.blackbox)
+    verdict = "VERIFIED" if result["verified"] else "NOT VERIFIED"
+    if result["mode"] == "white-box":
+        detail = f"{result['agreeing_bits']} of {result['bits']} signature bits agree"
+    else:
+        detail = f"trigger accuracy {result['trigger_accuracy']:.3f} (chance {result['chance']:.3f})"
+    commitment = "" if result["commitment_ok"] else "; the key does not match the claim's commitment"
+    emit(args, result, f"{verdict}: {detail}, p = {result['p_value']:.3g} (significance {result['significance']:g}){commitment}")
+    return 0 if result["verified"] else 1
+
+
+def cmd_attack(args) -> int:
+    from ticketlab.ownership.jobs import attack_job
+    result = attack_job(args.signed, args.kind, args.strength, args.out, seed=args.seed, keep_mask=args.keep_mask,
+                        scale=args.scale, overrides=train_overrides(args), data_root=args.data_root,
+                        quiet=args.quiet or args.json)
+    emit(args, result, f"{args.kind} at strength {result['strength']}: test accuracy {result['test_accuracy']:.4f}, "
+                       f"density {result['density']:.4f}; attacked model {result['ticket']}")
+    return 0
+
+
+def add_ownership_commands(command) -> None:
+    from ticketlab.ownership.attacks import DEFAULT_DENSIFY_SCALE, KINDS
+    from ticketlab.ownership.claim import DEFAULT_SIGNIFICANCE
+    from ticketlab.ownership.triggers import DEFAULT_TRIGGERS, PER_BATCH
+
+    sub = command("keygen", cmd_keygen, "create an owner's secret key file (32 random bytes, mode 0600)",
+                  "Write a new secret key for signing tickets. Keep it private; a key file is never overwritten.")
+    sub.add_argument("--out", required=True, help="key file to create")
+    add_common_options(sub, runs=False)
+
+    sub = command("sign", cmd_sign, "embed the owner's keyed signature and trigger set in a ticket, and retrain it",
+                  "White-box: n bits from HMAC-SHA256(key, ticket id) forced into units of the carrier layers (conv: "
+                  "kernels; linear: groups of 4 weights), every layer's density kept exactly. Black-box: m key-derived "
+                  "trigger inputs learned during the retraining from θ_k. Writes the signed ticket and a claim file "
+                  "(no key, no bits) holding a commitment to key, ticket and time.")
+    sub.add_argument("ticket", help="ticket file to sign")
+    sub.add_argument("--key", required=True, help="the owner's key file (ticketlab keygen)")
+    sub.add_argument("--out", required=True, help="signed ticket file to write")
+    sub.add_argument("--claim", default=None, help="claim file to write (default: OUT with .claim.json)")
+    sub.add_argument("--bits", type=int, default=None, help="signature bits n (default: 256, or the carriers' candidate units if fewer)")
+    sub.add_argument("--carriers", default=None, help="comma-separated carrier layers, e.g. hidden.0,hidden.1 (default: "
+                     "the largest hidden conv layers of a conv net, linear layers of an MLP; never the output layer)")
+    sub.add_argument("--triggers", type=int, default=DEFAULT_TRIGGERS, help="trigger inputs m (0 = white-box only)")
+    sub.add_argument("--triggers-per-batch", type=int, default=PER_BATCH, help="triggers mixed into each training batch")
+    sub.add_argument("--significance", type=float, default=DEFAULT_SIGNIFICANCE, help="decision level stored in the claim")
+    add_config_options(sub, "train", overrides=True)
+    sub.add_argument("--data-root", default=None, help="folder holding datasets, if not where the ticket's run found them")
+    add_common_options(sub, runs=False)
+
+    sub = command("verify", cmd_verify, "test whether a suspect model carries the owner's signature (exit 0 verified, 1 not)",
+                  "White-box: align the suspect's units to the claim, read liveness from weight magnitudes, count the "
+                  "signature bits that agree and report the one-sided binomial p-value (null agreement 1/2). "
+                  "--blackbox: only the suspect's predicted labels on the key's trigger set (null: the most common "
+                  "trigger label's frequency). Verified iff the key matches the claim and p <= its significance.")
+    sub.add_argument("suspect", help="ticket file or safetensors state_dict (with --blackbox: also a compact, dense, "
+                     "TorchScript or ONNX export)")
+    sub.add_argument("--key", required=True, help="the owner's key file")
+    sub.add_argument("--claim", required=True, help="the claim file sign wrote")
+    sub.add_argument("--blackbox", action="store_true", help="use only predicted labels on the trigger set")
+    add_common_options(sub, runs=False)
+
+    sub = command("attack", cmd_attack, "attack a signed ticket (fine-tune, prune, densify, permute, forge) and measure it",
+                  "Write the attacked model as a ticket file and report its test accuracy. --strength per kind:\n"
+                  "  finetune         epochs of further training (default 10) at --lr (default: the ticket's recipe);\n"
+                  "                   --keep-mask fixes the mask, --no-keep-mask trains every weight\n"
+                  "  prune-magnitude  fraction of each layer's remaining weights removed, smallest first (default 0.5)\n"
+                  "  prune-random     fraction of each layer's remaining weights removed at random (default 0.5)\n"
+                  "  densify          fraction of each layer's dead weights switched on with random signs at\n"
+                  "                   --scale x the layer's median alive |w| (default 1)\n"
+                  "  permute          fraction of each hidden layer's units shuffled, next layer's inputs to\n"
+                  "                   match: the same function (default 1)\n"
+                  "  forge            bits of the forger's own signature (default: as many as the carriers allow),\n"
+                  "                   embedded with a new key (OUT.forger.key, OUT.forger.claim.json) and retrained\n"
+                  "                   with the ticket's recipe (train options apply)")
+    sub.add_argument("signed", help="signed ticket file")
+    sub.add_argument("--kind", required=True, help=", ".join(KINDS))
+    sub.add_argument("--strength", type=float, default=None, help="attack strength (see above; default per kind)")
+    sub.add_argument("--out", required=True, help="attacked ticket file to write")
+    sub.add_argument("--keep-mask", action=argparse.BooleanOptionalAction, default=True,
+                     help="finetune: keep the mask fixed (else every weight trains)")
+    sub.add_argument("--scale", type=float, default=DEFAULT_DENSIFY_SCALE, help="densify: value size relative to the layer's median alive |w|")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the attack's random choices and data order")
+    add_config_options(sub, "train", overrides=True)
+    sub.add_argument("--data-root", default=None, help="folder holding datasets, if not where the ticket's run found them")
+    add_common_options(sub, runs=False)
+
+# ---- end of ownership commands ---------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ticketlab", formatter_class=HelpFormatter,
                     description="Find, test, compress and protect lottery tickets.")
@@ -601,6 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=None, help="parallel runs (default: the number of cores)")
     sub.add_argument("--runs-dir", default="runs", help="where run directories are created")
     sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
+
+    add_ownership_commands(command)  # keygen, sign, verify, attack
 
     sub = command("methods", cmd_methods, "list the pruning-at-initialization methods", "List the PaI methods.")
     add_common_options(sub, runs=False)

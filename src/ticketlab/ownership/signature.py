@@ -21,10 +21,12 @@ a bit 0 kills its unit, so about n/2 units change. Under the null (a suspect ind
 key) every bit then agrees with probability exactly 1/2, whatever the suspect looks like.
 
 Rebalancing. The weights a layer loses to killed units are given back within the same layer: the
-same number of dead weights outside the signature units are switched on, those with the largest
-|θ₀| (the ticket's own initialization when it records its seed and rewinds to 0, else a fresh
-key-seeded draw from the model's initializer), starting from those values. Every layer keeps
-exactly its number of weights.
+same number of dead weights outside the signature units are switched on, chosen at random
+(key-seeded), starting from their θ₀ values (the ticket's own initialization when it records its
+seed and rewinds to 0, else a fresh key-seeded draw from the model's initializer). Every layer
+keeps exactly its number of weights. Not the dead weights with the largest |θ₀|: IMP survivors tend
+to have large |θ₀|, so that rule would pick exactly the units a signature killed — anyone re-signing
+the ticket with it (a forger) would revive the owner's zeros.
 
 Reading (verification). In the suspect's weights aligned to the claim, a unit is alive iff its score
 is above τ = RELATIVE_THRESHOLD × the median |w| of the layer's K_w largest weights, and among the
@@ -134,7 +136,7 @@ def place_bits(chain: list[Layer], carriers: list[int], mask: Mask, scores: dict
 
 
 def embed(chain: list[Layer], mask: Mask, init_state: dict, positions: dict[int, torch.Tensor], bits: np.ndarray,
-          source: dict[str, torch.Tensor]) -> tuple[Mask, dict, dict]:
+          source: dict[str, torch.Tensor], generator: torch.Generator) -> tuple[Mask, dict, dict]:
     """Force each position's unit to its bit and rebalance each carrier; returns the new mask, θ_k
     with the new weights' starting values, and per-layer counts of what changed."""
     tensors = {name: t.clone() for name, t in mask.tensors.items()}
@@ -150,13 +152,12 @@ def embed(chain: list[Layer], mask: Mask, init_state: dict, positions: dict[int,
         kill = unit_entries(keep.shape, layer.kind, units[~layer_bits]) & keep
         removed = int(kill.sum())
         keep[kill] = False
-        # Give the layer back as many weights: the dead ones outside the signature with the largest |θ₀|.
-        free = ~keep & ~signature
-        if int(free.sum()) < removed:
+        # Give the layer back as many weights: dead ones outside the signature, at random.
+        free = torch.nonzero((~keep & ~signature).reshape(-1)).reshape(-1)
+        if len(free) < removed:
             raise TicketlabError(f"{layer.weight} has too few dead weights to rebalance; it is too dense to carry a signature")
-        magnitude = torch.where(free, source[layer.weight].abs(), torch.tensor(-1.0))
         revive = torch.zeros(keep.numel(), dtype=torch.bool)
-        revive[torch.topk(magnitude.reshape(-1), removed).indices] = True
+        revive[free[torch.randperm(len(free), generator=generator)[:removed]]] = True
         revive = revive.reshape(keep.shape)
         keep |= revive
         weight = state[layer.weight]

@@ -3,10 +3,12 @@
 White-box. The suspect's weights (a ticket's trained weights with its mask applied, or a plain
 state_dict) are aligned to the claim's reference (align.py), each claimed unit is read alive or
 dead from weight magnitudes (signature.read_units), and the k of n units that agree with the
-owner's bits give the one-sided p-value P(X ≥ k) for X ~ Binomial(n, p0). p0 = 1/2 exactly: the
-bits are HMAC outputs independent of anything a suspect made without the key, the positions and the
-reference do not depend on the bits, so each bit agrees by chance with probability 1/2 whatever the
-suspect's mask looks like (benchmarks/ownership_robustness.py checks this on independent tickets).
+owner's bits give the one-sided p-value P(X ≥ k) for X ~ Binomial(n, p0) with p0 = 1/2: the bits
+are HMAC outputs independent of anything a suspect made without the key, and neither the positions
+nor the reading depend on them (the reference used for alignment has the signature units blanked),
+so each bit agrees by chance with probability 1/2 whatever the suspect's mask looks like. Strictly,
+the reference's other weights were retrained together with the signature, a second-order dependence
+on the bits; benchmarks/ownership_robustness.py measures the null on independent tickets.
 Black-box. The suspect's predicted labels on the key's trigger set: k correct of m, chance = the
 frequency of the most common trigger label (a model answering one label everywhere scores it), and
 the p-value P(X ≥ k) for X ~ Binomial(m, chance).
@@ -60,8 +62,9 @@ def _check_state(state: dict, model, what: str) -> None:
                                  f"({name} missing or of another shape); give the claim made for this ticket")
 
 
-def whitebox(state: dict[str, torch.Tensor], claim: dict, key: bytes) -> dict:
-    """Verify a suspect's weights (state_dict of the claim's architecture) against the claim."""
+def read_signature(state: dict[str, torch.Tensor], claim: dict) -> tuple[np.ndarray, dict[str, int]]:
+    """The suspect's reading (alive or dead) of every claimed unit, in bit order, and the count per
+    carrier; needs no key."""
     model = model_from_architecture(claim["architecture"])
     _check_state(state, model, "the suspect")
     chain = layer_chain(model)
@@ -73,17 +76,27 @@ def whitebox(state: dict[str, torch.Tensor], claim: dict, key: bytes) -> dict:
         usable[layer.weight] &= ~unit_entries(tuple(usable[layer.weight].shape), layer.kind, torch.tensor(c["positions"]))
     state = {k: v.detach().float().cpu() for k, v in state.items()}
     aligned = permute_state(state, chain, align(state, reference, usable, chain))
-    bits = signature_bits(key, claim["ticket_id"], int(claim["bits"]))
-    if sum(len(c["positions"]) for _, c in carriers) != len(bits):
-        raise TicketlabError("the claim lists a different number of positions than bits; the claim file is damaged")
-    per_carrier, offset = {}, 0
+    readings, counts = [], {}
     for i, c in carriers:
         layer = chain[i]
         alive = read_units(aligned[layer.weight], layer.kind, int(c["alive_units"]), int(c["alive_weights"]))
-        reading = alive[torch.tensor(c["positions"], dtype=torch.long)].numpy()
-        per_carrier[layer.weight] = int((reading == bits[offset:offset + len(reading)]).sum())
-        offset += len(reading)
-    agree = sum(per_carrier.values())
+        readings.append(alive[torch.tensor(c["positions"], dtype=torch.long)].numpy())
+        counts[layer.weight] = len(c["positions"])
+    return np.concatenate(readings), counts
+
+
+def whitebox(state: dict[str, torch.Tensor], claim: dict, key: bytes) -> dict:
+    """Verify a suspect's weights (state_dict of the claim's architecture) against the claim."""
+    readings, counts = read_signature(state, claim)
+    bits = signature_bits(key, claim["ticket_id"], int(claim["bits"]))
+    if len(readings) != len(bits):
+        raise TicketlabError("the claim lists a different number of positions than bits; the claim file is damaged")
+    agrees = readings == bits
+    per_carrier, offset = {}, 0
+    for name, count in counts.items():
+        per_carrier[name] = int(agrees[offset:offset + count].sum())
+        offset += count
+    agree = int(agrees.sum())
     return {"mode": "white-box", "agreeing_bits": agree, "bits": len(bits), "agreement": agree / len(bits),
             "p0": NULL_AGREEMENT, "agreeing_bits_per_carrier": per_carrier,
             **decide(claim, key, agree, len(bits), NULL_AGREEMENT)}
@@ -110,7 +123,8 @@ def blackbox(predict: Callable, claim: dict, key: bytes, batch_size: int = 256) 
 def suspect_state(path: str | Path, claim: dict) -> dict[str, torch.Tensor]:
     """The weights a suspect file computes with: a ticket (trained weights, mask applied), a compact
     export, or a plain safetensors state_dict of the claim's architecture."""
-    from ticketlab.deploy.export import load_exported
+    from ticketlab.deploy.compact import is_compact
+    from ticketlab.deploy.export import DENSE_KEY, load_exported
     path = Path(path)
     if not path.is_file():
         raise TicketlabError(f"suspect {path} does not exist; give a ticket file or a safetensors state_dict")
@@ -118,10 +132,11 @@ def suspect_state(path: str | Path, claim: dict) -> dict[str, torch.Tensor]:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError):
-        raise TicketlabError(f"{path} is not a safetensors file; give a ticket file or a safetensors state_dict") from None
-    if metadata:
+        raise TicketlabError(f"{path} is not a safetensors file; give a ticket file or a safetensors state_dict "
+                             "(other formats can be verified with --blackbox)") from None
+    if "ticketlab" in metadata or DENSE_KEY in metadata or is_compact(metadata):
         loaded = load_exported(path)
-        if loaded.module is None or getattr(loaded.module, "architecture", None) != claim["architecture"]:
+        if getattr(loaded.module, "architecture", None) != claim["architecture"]:
             raise TicketlabError(f"{path} is not a {claim['architecture']['name']} of the claim's shape; give the claim made "
                                  "for this ticket (a shrunk export cannot be verified white-box: verify it with --blackbox)")
         return {k: v.detach() for k, v in loaded.module.state_dict().items()}
