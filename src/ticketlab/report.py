@@ -49,6 +49,9 @@ def load_run(path: str | Path, seeds: list[int] | None = None) -> RunResults:
         raise TicketlabError(f"{path} has no finished level yet; run or resume it first")
     results = RunResults(f"{run_dir.name} ({_method(config)})", run_dir, config, per_seed)
     results.levels = aggregate_levels(per_seed)
+    from ticketlab.deploy.flops import ticket_counts
+    for level in results.levels:  # FLOPs of the first seed's ticket (seeds differ only in how layers share the density)
+        level["flops"] = ticket_counts(level["tickets"][0])["flops"] if level.get("tickets") else None
     return results
 
 
@@ -70,11 +73,13 @@ def _pm(mean, std, spec=".4f") -> str:
 
 def level_table(results: RunResults, markdown: bool = False) -> str:
     kinds = results.control_kinds()
-    headers = ["level", "% weights", "test acc"] + [f"{k} acc" for k in kinds] + ["early-stop it", "acc @ early stop"]
+    headers = ["level", "% weights", "FLOPs/example", "test acc"] + [f"{k} acc" for k in kinds]
+    headers += ["early-stop it", "acc @ early stop"]
     headers += [f"{k} early-stop it" for k in kinds] + ["seeds"]
     rows = []
     for r in results.levels:
-        row = [str(r["level"]), f"{r['percent_remaining']:.2f}", _pm(r["test_accuracy"], r.get("test_accuracy_std"))]
+        flops = f"{r['flops']:,}" if r.get("flops") is not None else "—"
+        row = [str(r["level"]), f"{r['percent_remaining']:.2f}", flops, _pm(r["test_accuracy"], r.get("test_accuracy_std"))]
         row += [_pm(r.get(f"control_{k}_test_accuracy"), r.get(f"control_{k}_test_accuracy_std")) for k in kinds]
         row += [_pm(r["early_stop_iteration"], r.get("early_stop_iteration_std"), ".0f"),
                 _pm(r["early_stop_test_accuracy"], r.get("early_stop_test_accuracy_std"))]

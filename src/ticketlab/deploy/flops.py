@@ -83,3 +83,12 @@ def count(model: nn.Module, input_shape, mask: Mask | None = None) -> dict:
                       for n, p in model.named_parameters())
     return {"parameters": total, "nonzero_parameters": nonzero, "prunable": prunable, "live_prunable": live,
             "flops": flops + other, "dense_flops": dense_flops + other, "other_flops": other, "layers": layers}
+
+
+def ticket_counts(path) -> dict:
+    """`count` for a ticket file: its architecture with its mask (reports use the FLOPs and parameters)."""
+    from ticketlab.models import model_from_architecture
+    from ticketlab.ticket import load_ticket
+    ticket = load_ticket(path)
+    model = model_from_architecture(ticket.architecture)
+    return count(model, tuple(ticket.architecture["input_shape"]), ticket.mask)
