@@ -737,9 +737,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import contextlib
+    import os
+    from ticketlab import distributed
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        # Under torchrun every rank runs the command (data-parallel training); only rank 0 prints results.
+        distributed.init_from_env()
+        if hasattr(args, "steps"):  # a training batch (not `infer`'s): refuse it before any run directory exists
+            distributed.check_batch_size(getattr(args, "batch_size", None))
+        with contextlib.ExitStack() as stack:
+            if not distributed.is_main():
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return args.handler(args)
     except TicketlabError as exc:
         print(f"ticketlab: error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from ticketlab import distributed
+
 
 def _default_mode() -> int:
     # mkstemp creates files readable by the owner only; results should get the usual permissions.
@@ -25,8 +27,25 @@ FILE_MODE = _default_mode()
 
 
 def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
-    """Write atomically; `mode` sets the permissions (default: 0666 less the umask)."""
-    path = Path(path)
+    """Write atomically; `mode` sets the permissions (default: 0666 less the umask).
+
+    In a distributed run (torchrun) only rank 0 writes, and every rank waits at a barrier before
+    and after the write. This relies on every rank making the same sequence of writes (the same
+    program on the same inputs; see ticketlab.distributed), so the barriers line up. Then the run's
+    files change only while all ranks are inside the same write: an existence check or read between
+    two writes sees the same files on every rank, and a file rank 0 wrote is there for all of them.
+    Nothing may write files on one rank only (progress and logs go to stderr, not to files).
+    """
+    if distributed.world()[1] == 1:
+        _write_atomically(Path(path), data, mode)
+        return
+    distributed.barrier()
+    if distributed.is_main():
+        _write_atomically(Path(path), data, mode)
+    distributed.barrier()
+
+
+def _write_atomically(path: Path, data: bytes, mode: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

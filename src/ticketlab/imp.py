@@ -18,6 +18,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from ticketlab import distributed
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, density_schedule, derive_seed, num_levels
 from ticketlab.data import Dataset
 from ticketlab.files import write_safetensors
@@ -105,6 +106,8 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             mask = magnitude_prune(mask, weights, level_fraction(setup.prune_cfg, level, mask), setup.prune_cfg.strategy,
                                    model.output_name, setup.prune_cfg.output_prune_fraction,
                                    setup.prune_cfg.conv_prune_fraction)
+            # Data-parallel ranks must train the same ticket; a difference here would otherwise go unnoticed.
+            distributed.all_equal_hash(f"mask level {level}", distributed.tensor_bytes(mask.packed()))
             if setup.prune_cfg.retrain == "rewind":
                 start_state = load_file(str(seed_dir / "level-0" / REWIND))
             else:

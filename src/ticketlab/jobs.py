@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab import distributed
 from ticketlab.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, config_hash, derive_seed
 from ticketlab.controls import CONTROL_KINDS, MASK_CONTROLS, train_control
@@ -63,9 +64,13 @@ def _worker_setup(threads: int) -> None:
 
 
 def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict]:
-    """function(seed, *args) for every seed; in parallel processes when workers > 1."""
+    """function(seed, *args) for every seed; in parallel processes when workers > 1.
+
+    A data-parallel run (torchrun) runs its seeds one after another: its ranks already share the
+    machine's cores, and every rank must make the same collective calls in the same order.
+    """
     workers = max(1, min(workers, len(seeds)))
-    if workers == 1:
+    if workers == 1 or distributed.world()[1] > 1:
         return {seed: function(seed, *args) for seed in seeds}
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")

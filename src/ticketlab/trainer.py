@@ -5,6 +5,13 @@ functions of (data seed, iteration), and the learning rate a function of the ite
 resumes mid-run from a checkpoint with bit-identical results, and a ticket rewound to θ_k continues
 the schedule and data order at k. Validation and test sets are evaluated every `eval_every`
 iterations; the early-stopping iteration is the one with the minimum validation loss.
+
+Under torchrun (see ticketlab.distributed) training is data-parallel: every rank draws the same global
+batch, augments it the same way, and trains on its own equal slice through DistributedDataParallel,
+whose averaged gradient is the gradient of the global batch's mean loss. Masking, evaluation (each rank
+evaluates whole splits) and the counters behind the metrics are the same on every rank; rank 0 writes
+the files. BatchNorm normalizes with each rank's own slice (no SyncBatchNorm), and the running
+statistics kept are rank 0's, copied to all ranks after every step.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
+from ticketlab import distributed
 from ticketlab.config import TrainConfig, derive_seed
 from ticketlab.data import Dataset, augment_batch, batches_per_epoch, epoch_permutation
 from ticketlab.errors import TicketlabError
@@ -36,6 +44,7 @@ REWIND = "rewind.safetensors"
 REWIND_OPTIMIZER = "rewind-optimizer.safetensors"
 EVAL_BATCH = 2000
 TRAIN_EVAL_SAMPLE = 10_000
+COUNTERS = ("loss_sum", "correct", "seen", "train_examples")  # summed over ranks in a distributed run
 
 
 @dataclass
@@ -122,11 +131,14 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     A finished run returns its stored summary and final weights; an interrupted one resumes.
     """
     out_dir = Path(out_dir)
+    rank, world = distributed.world()
+    distributed.check_batch_size(cfg.batch_size)
+    quiet = quiet or rank != 0  # one progress bar per job
     schedule = Schedule.of(cfg, len(data.train_y))
     if not 0 <= start_iteration < schedule.total:
         raise TicketlabError(f"start iteration {start_iteration} is outside the training length {schedule.total}; "
                              "choose a rewind step shorter than --steps")
-    device = torch.device(cfg.device)
+    device = distributed.local_device(torch.device(cfg.device))
     model.to(device)
     if mask is not None:
         mask.check_matches(model)
@@ -150,7 +162,19 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
               for name in ("train", "val", "test")}
     train_x, train_y = splits["train"]
 
+    # Each rank counts its own slice here; `fold` adds the sums over ranks into `state` before the
+    # counters are recorded or checkpointed, so both describe the global batches.
+    pending = dict.fromkeys(COUNTERS, 0)
+    counts = state if world == 1 else pending
+
+    def fold() -> None:
+        if world > 1:
+            for key, total in zip(COUNTERS, distributed.all_reduce_sum([float(pending[k]) for k in COUNTERS])):
+                state[key] += total if key == "loss_sum" else int(total)
+                pending[key] = 0
+
     def record(iteration: int, lr: float) -> None:
+        fold()
         entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
                  "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
                  "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
@@ -166,6 +190,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         _save_checkpoint(out_dir / REWIND_OPTIMIZER, model, optimizer, {})
 
     def checkpoint() -> None:
+        fold()
         _save_checkpoint(checkpoint_path, model, optimizer, state)
         write_jsonl(out_dir / "metrics.jsonl", state["metrics"])
 
@@ -178,6 +203,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
             snapshot()
         record(first, lr)
     model.train()
+    forward = model if world == 1 else distributed.data_parallel(model, device)
     perm = None
     # Progress bars only for a person watching a terminal; logs and pipes stay clean.
     progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
@@ -193,6 +219,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
             x = augment_batch(x, augment, generator)
         if batch_hook is not None:
             x, y = batch_hook(iteration, x, y)
+        global_size = len(y)
+        if world > 1:
+            x, y = distributed.shard(x), distributed.shard(y)
 
         step_started = time.perf_counter()
         if iteration in schedule.milestones:
@@ -200,20 +229,27 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         lr = learning_rate(cfg, schedule, iteration, gamma_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        logits = forward(x)
+        if world == 1:
+            loss = F.cross_entropy(logits, y)
+        else:
+            # DDP averages the ranks' gradients; weighting each slice's summed loss by world / global size
+            # makes that the gradient of the global batch's mean loss, even for an uneven last batch.
+            loss = F.cross_entropy(logits, y, reduction="sum") * (world / global_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if mask is not None:
             mask.apply_(model)
+        if world > 1:
+            distributed.sync_buffers(model)
         # Time spent in optimization steps alone (no evaluation, no checkpoints): what a smaller network saves.
         state["step_time"] = state.get("step_time", 0.0) + time.perf_counter() - step_started
 
-        state["loss_sum"] += loss.item() * len(y)
-        state["correct"] += int((logits.detach().argmax(1) == y).sum())
-        state["seen"] += len(y)
-        state["train_examples"] += len(y)
+        counts["loss_sum"] += loss.item() * (len(y) if world == 1 else global_size / world)
+        counts["correct"] += int((logits.detach().argmax(1) == y).sum())
+        counts["seen"] += len(y)
+        counts["train_examples"] += len(y)
         done = iteration + 1
         state["iteration"] = done
         if snapshot_at == done:
@@ -226,6 +262,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
             checkpoint()
         progress.update(1)
     progress.close()
+    del forward  # drops DDP's gradient hooks: later uses of the model (scoring, analysis) are local
+    if world > 1:
+        distributed.all_equal_hash(f"{label}: trained weights", distributed.tensor_bytes(model.state_dict()))
 
     summary = summarize(state["metrics"])
     # Training accuracy at the end, on a fixed sample (the first examples of the shuffled training split)

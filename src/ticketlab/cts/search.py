@@ -10,6 +10,10 @@ the global top round(κ·d) logits (extract.py).
 The caller's model (weights, buffers, train/eval mode) and global RNG are left as they were: the
 search runs on a deep copy, draws its noise and batch order from generators seeded by `seed`, and
 forks the global RNG for anything incidental.
+
+Under torchrun every rank runs the whole search on the same batches and noise (the generators are
+seeded, not per-rank), so gradients, logits and mask are the same everywhere without communication;
+the mask is compared by hash across ranks to make sure. The search is repeated, not split, per rank.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ticketlab import distributed
 from ticketlab.config import derive_seed
 from ticketlab.cts.balance import BalanceStep, make_balance
 from ticketlab.cts.concrete import RelaxedWeights, expected_density, initial_logits
@@ -74,6 +79,7 @@ def search_mask(model: nn.Module, data: Dataset, density: float, search_steps: i
     mask = extract_mask(logits, search.count, invert=invert)
     wall_time = time.perf_counter() - start
     assert mask.num_kept() == search.count
+    distributed.all_equal_hash(f"{method_name(config)} mask", distributed.tensor_bytes(mask.packed()))
 
     info = {
         "method": method_name(config),

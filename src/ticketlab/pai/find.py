@@ -3,6 +3,10 @@
 This is the one entry point: it checks the user's options (bad ones are TicketlabErrors), builds
 the `PaiRequest`, runs the method with the caller's RNG state and model untouched, and reports
 what happened (achieved density, collapsed layers, examples used, time).
+
+Under torchrun every rank scores the same batches with the same weights and no communication, so
+the scores (SNIP, GraSP, ...) and the mask come out the same everywhere; the mask is compared by hash
+across ranks to make sure. Scoring is cheap next to training, so it is simply repeated on each rank.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ticketlab import distributed
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.guards import check_model_fits_data, isolated_rng
@@ -54,6 +59,7 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
 
     mask = output.mask
     assert mask.num_kept() == request.count, f"{method} kept {mask.num_kept()} weights instead of {request.count}"
+    distributed.all_equal_hash(f"{method} mask", distributed.tensor_bytes(mask.packed()))
     collapsed = [name for name in mask.names() if not bool(mask[name].any())]
     details = {
         "method": method,
