@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 
 from ticketlab.config import TrainConfig
+from ticketlab.data import batches_per_epoch
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership.chain import layer_chain, permute_state
 from ticketlab.ticket import Ticket
-from ticketlab.trainer import Schedule, train
+from ticketlab.trainer import train
 
 KINDS = ("finetune", "prune-magnitude", "prune-random", "densify", "permute", "forge")
 DEFAULT_STRENGTH = {"finetune": 10.0, "prune-magnitude": 0.5, "prune-random": 0.5, "densify": 1.0,
@@ -70,7 +71,7 @@ def prune(ticket: Ticket, fraction: float, how: str, generator: torch.Generator)
     weights, keep = weights_of(ticket), {}
     for name, m in ticket.mask.tensors.items():
         alive = torch.nonzero(m.reshape(-1)).reshape(-1)
-        remove = int(round(fraction * len(alive)))
+        remove = round(fraction * len(alive))
         if how == "magnitude":
             order = torch.argsort(weights[name].reshape(-1)[alive].abs(), stable=True)
         else:
@@ -86,7 +87,7 @@ def densify(ticket: Ticket, fraction: float, scale: float, generator: torch.Gene
     weights, keep = weights_of(ticket), {}
     for name, m in ticket.mask.tensors.items():
         dead = torch.nonzero(~m.reshape(-1)).reshape(-1)
-        chosen = dead[torch.randperm(len(dead), generator=generator)[:int(round(fraction * len(dead)))]]
+        chosen = dead[torch.randperm(len(dead), generator=generator)[:round(fraction * len(dead))]]
         alive = weights[name][m].abs()
         size = scale * float(alive.median()) if alive.numel() else 0.0
         signs = torch.randint(0, 2, (len(chosen),), generator=generator).float() * 2 - 1
@@ -102,7 +103,7 @@ def permute(ticket: Ticket, fraction: float, generator: torch.Generator) -> Tick
     perms = {}
     for i, layer in enumerate(chain[:-1]):
         perm = torch.arange(layer.units)
-        moved = torch.randperm(layer.units, generator=generator)[:int(round(fraction * layer.units))]
+        moved = torch.randperm(layer.units, generator=generator)[:round(fraction * layer.units)]
         perm[moved] = moved[torch.randperm(len(moved), generator=generator)]
         perms[i] = perm
     mask = Mask(permute_state(ticket.mask.tensors, chain, perms))
@@ -114,8 +115,7 @@ def permute(ticket: Ticket, fraction: float, generator: torch.Generator) -> Tick
 def finetune(ticket: Ticket, data, cfg: TrainConfig, epochs: float, keep_mask: bool, work_dir: Path,
              data_seed: int, quiet: bool) -> tuple[Ticket, dict]:
     """Further training of the trained weights; returns the attacked ticket and the training summary."""
-    per_epoch = Schedule.of(dataclasses.replace(cfg, steps="1it", eval_every="1it"), len(data.train_y)).iterations_per_epoch
-    steps = max(1, math.ceil(epochs * per_epoch))
+    steps = max(1, math.ceil(epochs * batches_per_epoch(len(data.train_y), cfg.batch_size)))
     run = dataclasses.replace(cfg, steps=f"{steps}it", eval_every=f"{steps}it", milestones="", warmup="0it")
     model = model_from_architecture(ticket.architecture)
     model.load_state_dict(weights_of(ticket))

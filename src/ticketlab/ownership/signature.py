@@ -22,11 +22,13 @@ key) every bit then agrees with probability exactly 1/2, whatever the suspect lo
 
 Rebalancing. The weights a layer loses to killed units are given back within the same layer: the
 same number of dead weights outside the signature units are switched on, chosen at random
-(key-seeded), starting from their θ₀ values (the ticket's own initialization when it records its
-seed and rewinds to 0, else a fresh key-seeded draw from the model's initializer). Every layer
-keeps exactly its number of weights. Not the dead weights with the largest |θ₀|: IMP survivors tend
-to have large |θ₀|, so that rule would pick exactly the units a signature killed — anyone re-signing
-the ticket with it (a forger) would revive the owner's zeros.
+(key-seeded) among the dead weights of units that are already alive (any dead weight outside the
+signature only when those run out), starting from their θ₀ values (the ticket's own initialization
+when it records its seed and rewinds to 0, else a fresh key-seeded draw from the model's
+initializer). Every layer keeps exactly its number of weights, and the unit-level graph changes only
+at the signature. Not the dead weights with the largest |θ₀|: IMP survivors tend to have large
+|θ₀|, so that rule would pick exactly the units a signature killed, and anyone re-signing the ticket
+(a forger) would revive the owner's zeros; reviving into dead units would do so by chance.
 
 Reading (verification). In the suspect's weights aligned to the claim, a unit is alive iff its score
 is above τ = RELATIVE_THRESHOLD × the median |w| of the layer's K_w largest weights, and among the
@@ -152,12 +154,17 @@ def embed(chain: list[Layer], mask: Mask, init_state: dict, positions: dict[int,
         kill = unit_entries(keep.shape, layer.kind, units[~layer_bits]) & keep
         removed = int(kill.sum())
         keep[kill] = False
-        # Give the layer back as many weights: dead ones outside the signature, at random.
-        free = torch.nonzero((~keep & ~signature).reshape(-1)).reshape(-1)
-        if len(free) < removed:
+        # Give the layer back as many weights: dead ones outside the signature, at random, inside
+        # alive units first so that no dead unit comes alive.
+        free = (~keep & ~signature).reshape(-1)
+        inside = free & unit_entries(keep.shape, layer.kind, torch.nonzero(unit_alive(keep, layer.kind)).reshape(-1)).reshape(-1)
+        if int(free.sum()) < removed:
             raise TicketlabError(f"{layer.weight} has too few dead weights to rebalance; it is too dense to carry a signature")
         revive = torch.zeros(keep.numel(), dtype=torch.bool)
-        revive[free[torch.randperm(len(free), generator=generator)[:removed]]] = True
+        for pool in (inside, free & ~inside):
+            wanted = removed - int(revive.sum())
+            pool_indices = torch.nonzero(pool).reshape(-1)
+            revive[pool_indices[torch.randperm(len(pool_indices), generator=generator)[:wanted]]] = True
         revive = revive.reshape(keep.shape)
         keep |= revive
         weight = state[layer.weight]
