@@ -88,7 +88,32 @@ def load_ticket(path: str | Path) -> Ticket:
         groups.setdefault(group, {})[name] = value
     mask = Mask.from_packed(groups["mask"], meta["mask_shapes"])
     info = {k: v for k, v in meta.items() if k not in {"format_version", "architecture", "density", "layers", "kept", "prunable", "mask_shapes", "checksum"}}
-    return Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info)
+    ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info)
+    check_ticket(ticket, path)
+    return ticket
+
+
+def check_ticket(ticket: Ticket, path) -> None:
+    """The weights fit the recorded architecture and are finite: a file that passes its checksum may
+    still have been written for another model, or from a diverged training."""
+    from ticketlab.models import model_from_architecture
+    expected = {k: v.shape for k, v in model_from_architecture(ticket.architecture).state_dict().items()}
+    for group, state in (("initial", ticket.init_state), ("trained", ticket.trained_state)):
+        if state is None:
+            continue
+        wrong = sorted(k for k in set(expected) | set(state) if k not in state or k not in expected
+                       or tuple(state[k].shape) != tuple(expected[k]))
+        if wrong:
+            raise TicketlabError(f"ticket file {path}: its {group} weights do not fit the architecture "
+                                 f"{ticket.architecture['name']} (first mismatch: {wrong[0]}); it was made for another model")
+        bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise TicketlabError(f"ticket file {path}: {group} weight {bad} holds NaN or infinite values "
+                                 "(a diverged training?); retrain it or use another ticket")
+    for name, shape in ticket.mask.shapes().items():
+        if tuple(expected.get(name, ())) != tuple(shape):
+            raise TicketlabError(f"ticket file {path}: the mask of {name} does not fit the architecture "
+                                 f"{ticket.architecture['name']}; it was made for another model")
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:
