@@ -85,6 +85,11 @@ def add_common_options(parser: argparse.ArgumentParser, runs: bool = True, repli
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_power_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--power-watts", type=float, default=65.0,
+                        help="power figure for the energy estimate (training time × watts), an assumption")
+
+
 def emit(args: argparse.Namespace, result: dict, text: str) -> None:
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -665,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--test-subset", type=int, default=None, help="only the first N test examples")
     sub.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     sub.add_argument("--path", default="auto", choices=("auto", "csr", "dense"),
-                     help="linear-layer kernels: auto = the faster of the two, measured per layer")
+                     help="linear-layer kernels: auto = the fastest of dense and CSR, measured per layer")
     add_common_options(sub, runs=False)
 
     sub = command("profile", cmd_profile, "size, FLOPs and speed of a ticket against its dense original",
@@ -685,8 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_options(sub, section, {"model": ModelConfig(model="resnet20")}.get(section))
     sub.add_argument("--after-training", dest="at", action="store_const", const="after-training",
                      help="same as --at after-training")
-    sub.add_argument("--power-watts", type=float, default=65.0,
-                     help="power figure for the energy estimate (wall time × watts), an assumption")
+    add_power_option(sub)
     add_common_options(sub, replicates=True)
 
     sub = command("filters", cmd_filters, "filter tickets matched to a layer ticket's number of filters",
@@ -696,8 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--match-ticket", required=True, help="layer ticket whose filter count to match")
     sub.add_argument("--criterion", default="snip", choices=("snip", "grasp", "magnitude", "random"))
     sub.add_argument("--data-root", default=None, help="folder holding datasets")
-    sub.add_argument("--power-watts", type=float, default=65.0,
-                     help="power figure for the energy estimate (wall time × watts), an assumption")
+    add_power_option(sub)
     add_common_options(sub, replicates=True)
 
     sub = command("robustness", cmd_robustness, "accuracy on corrupted and shifted test sets, ticket vs dense",
