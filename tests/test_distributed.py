@@ -104,9 +104,9 @@ def test_a_batch_size_the_processes_cannot_share_is_a_one_line_error(tmp_path):
     out, err = finish(proc, 300)
     assert proc.returncode != 0 and out == ""
     lines = [line for line in err.splitlines() if line.startswith("ticketlab: error:")]
-    assert lines == [("ticketlab: error: --batch-size 33 does not split evenly over the 2 processes of this "
-                      "distributed run; use a multiple of 2")] * 2  # one line from each rank
-    assert err.count("exitcode  : 2") == 2  # torchrun's report of its workers
+    # One line from each rank that got to say it: torchrun stops the other rank once one has failed.
+    assert 1 <= len(lines) <= 2 and set(lines) == {"ticketlab: error: --batch-size 33 does not split evenly over the "
+                                                   "2 processes of this distributed run; use a multiple of 2"}
     assert not (tmp_path / "runs").exists()  # checked before anything is written
 
 
