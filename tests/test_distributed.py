@@ -103,10 +103,10 @@ def test_a_batch_size_the_processes_cannot_share_is_a_one_line_error(tmp_path):
     proc = torchrun([*ARGS, "--batch-size", "33", "--runs-dir", tmp_path / "runs"])
     out, err = finish(proc, 300)
     assert proc.returncode != 0 and out == ""
-    lines = [line for line in err.splitlines() if line.startswith("ticketlab: error:")]
-    # One line from each rank that got to say it: torchrun stops the other rank once one has failed.
-    assert 1 <= len(lines) <= 2 and set(lines) == {"ticketlab: error: --batch-size 33 does not split evenly over the "
-                                                   "2 processes of this distributed run; use a multiple of 2"}
+    # Each rank says it (the two ranks' lines may interleave in the shared stderr pipe).
+    message = ("ticketlab: error: --batch-size 33 does not split evenly over the 2 processes of this distributed run; "
+               "use a multiple of 2")
+    assert 1 <= err.count(message) <= 2 and "Traceback" not in err.split("ticketlab: error:")[0]
     assert not (tmp_path / "runs").exists()  # checked before anything is written
 
 
