@@ -108,12 +108,15 @@ def main():
 
     first = next(iter(layers.values()))
     dense_acc, dense_std = first["dense_test_accuracy"], first["dense_test_accuracy_std"]
-    lines = [f"# Layer tickets: {args.model} on Fashion-MNIST (padded to 32x32, reduced scale)", "",
+    data_label = f"{args.dataset}" + (f" (padded by {args.pad} pixels per side)" if args.pad != "0" else "")
+    lines = [f"# Layer tickets: {args.model} on {data_label}, reduced scale", "",
              f"Command: `.venv/bin/python benchmarks/layer_tickets.py --model {args.model} --train-subset "
-             f"{args.train_subset} --epochs {epochs} --removals {args.removals} --seeds {args.seeds}`; run on "
+             f"{args.train_subset} --epochs {epochs} --removals {args.removals} --seeds {args.seeds} --dataset "
+             f"{args.dataset} --pad {args.pad}`; run on "
              f"{datetime.date.today().isoformat()} on 2 CPU cores. Recipe: SGD 0.1, momentum 0.9, weight decay 1e-4, "
-             f"batch 128, {epochs} epochs on {args.train_subset} training images (lr ×0.1 at 50% and 75%), 1,000 "
-             "validation and the first 2,000 test images; every stage keeps ≥ 1 block. Filter tickets: SNIP filter "
+             f"batch 128, {epochs} epochs on {args.train_subset} training images (lr ×0.1 at 50% and 75%), {args.val_size} "
+             f"validation images and {'all' if args.test_subset == '0' else 'the first ' + args.test_subset} test images; "
+             "every stage keeps ≥ 1 block. Filter tickets: SNIP filter "
              "scores, matched to the GraSP layer ticket's number of convolution filters. *Speedup (clean)* is the "
              "ratio of median training-step times measured in one process, interleaved; *speedup (runs)* divides "
              "the recorded optimization time of the runs themselves (noisier: parallel processes). Energy = time × "
