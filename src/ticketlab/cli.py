@@ -18,9 +18,10 @@ from ticketlab.config import (DataConfig, LayerConfig, ModelConfig, PaiConfig, P
 from ticketlab.errors import TicketlabError
 
 from ticketlab.cts.config import CtsConfig  # noqa: E402
+from ticketlab.supertickets.config import SuperConfig, validate_super  # noqa: E402
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "prune": PruneConfig, "pai": PaiConfig,
-            "cts": CtsConfig, "layers": LayerConfig}
+            "cts": CtsConfig, "layers": LayerConfig, "supertickets": SuperConfig}
 # Option names that would collide with the training recipe's get their own flags.
 RENAMED = {"cts": {"lr": "search_lr", "batch_size": "search_batch_size"}}
 
@@ -29,6 +30,11 @@ RENAMED = {"cts": {"lr": "search_lr", "batch_size": "search_batch_size"}}
 DEMO_DEFAULTS = {
     "train": TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps="6000it", eval_every="100it"),
     "prune": PruneConfig(levels=7, prune_fraction=0.2, strategy="global"),
+}
+# SuperTickets' recipe: SGD with momentum, as for the paper's supernets, short enough for a CPU.
+SUPERTICKETS_DEFAULTS = {
+    "model": ModelConfig(model="supernet"),
+    "train": TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-5, batch_size=128, steps="10ep"),
 }
 
 
@@ -354,6 +360,54 @@ def cmd_filters(args) -> int:
     result = run_structured("filters", configs, seeds, args.runs_dir, args.quiet or args.json,
                             args.workers or default_workers(seeds), args.power_watts)
     emit(args, result, structured_table(result))
+    return 0
+
+
+def supertickets_text(result: dict) -> str:
+    def pm(key):
+        return f"{100 * result[key]:.2f} ± {100 * (result[key + '_std'] or 0):.2f} %"
+    lines = [f"{result['method']} at density {result['target_density']:g} over seeds {result['seeds']} (run {result['run_dir']})",
+             f"  test accuracy, found      {pm('test_accuracy')}"]
+    if result.get("retrained_test_accuracy") is not None:
+        lines.append(f"  test accuracy, retrained  {pm('retrained_test_accuracy')}")
+    lines += [f"  FLOPs per example         {result['flops'] / 1e6:.2f} M at the mask, {result['architecture_flops'] / 1e6:.2f} M "
+              f"dense shrunk architecture, {result['supernet_flops'] / 1e6:.2f} M supernet",
+              f"  parameters                {result['live_parameters']:,.0f} live of {result['parameters']:,.0f}",
+              f"  training examples         {result['train_examples']:,.0f}"]
+    return "\n".join(lines + [f"  ticket (seed {s}): {t}" for s, t in zip(result["seeds"], result["tickets"])])
+
+
+def cmd_supertickets(args) -> int:
+    from ticketlab.jobs import default_workers
+    from ticketlab.supertickets.jobs import run_supertickets
+    configs = configs_from_args(args, ["data", "model", "train", "supertickets"])
+    validate_train(configs["train"])
+    validate_super(configs["supertickets"])
+    seeds = seeds_of(args)
+    result = run_supertickets(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
+    emit(args, result, supertickets_text(result))
+    return 0
+
+
+def cmd_transfer(args) -> int:
+    from ticketlab.jobs import default_workers
+    from ticketlab.supertickets.jobs import run_transfer
+    configs = configs_from_args(args, ["data", "train"])
+    validate_train(configs["train"])
+    seeds = seeds_of(args)
+    result = run_transfer(args.ticket, configs, seeds, args.runs_dir, args.quiet or args.json,
+                          args.workers or default_workers(seeds))
+    emit(args, result, f"transfer of {args.ticket} to {result['dataset']}: test accuracy "
+                       f"{100 * result['test_accuracy']:.2f} ± {100 * (result['test_accuracy_std'] or 0):.2f} % "
+                       f"at density {result['density']:.4f}, {result['flops'] / 1e6:.2f} MFLOPs per example "
+                       f"(run {result['run_dir']})")
+    return 0
+
+
+def cmd_frontier(args) -> int:
+    from ticketlab.supertickets.frontier import frontier_table, write_frontier
+    result = write_frontier(args.runs, args.out)
+    emit(args, result, frontier_table(result["points"]) + f"\nplot: {result['plot']}")
     return 0
 
 
@@ -710,6 +764,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dense", default=None, help="ticket file of the dense network (default: the one the ticket records)")
     sub.add_argument("--data-root", default=None, help="folder holding datasets")
     sub.add_argument("--seed", type=int, default=0, help="seed of the noise and shift draws")
+    sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
+
+    sub = command("supertickets", cmd_supertickets, "SuperTickets: search an architecture and its ticket in one training",
+                  "Two-in-one training of a supernet: task loss plus a FLOPs-weighted L1 on the depthwise BN scales "
+                  "(ρ warmed up linearly), channels with |γ| <= threshold removed physically every --shrink-interval, "
+                  "global magnitude pruning with reactivation every --prune-interval down to --density. Ablations and "
+                  "search-then-prune baselines (--baseline) by option; --retrain fine-tunes with the mask fixed.")
+    for section in ("data", "model", "train", "supertickets"):
+        add_config_options(sub, section, SUPERTICKETS_DEFAULTS.get(section))
+    add_common_options(sub, replicates=True)
+
+    sub = command("transfer", cmd_transfer, "reuse a ticket on another dataset: new head, mask fixed",
+                  "Keep the ticket's architecture, weights and mask, replace the classifier head for the new "
+                  "dataset's classes, and fine-tune with the mask fixed.")
+    sub.add_argument("ticket", help="ticket file (e.g. from `ticketlab supertickets`)")
+    for section in ("data", "train"):
+        add_config_options(sub, section, SUPERTICKETS_DEFAULTS.get(section))
+    add_common_options(sub, replicates=True)
+
+    sub = command("frontier", cmd_frontier, "accuracy vs effective cost of SuperTickets runs: table and plot",
+                  "Read `ticketlab supertickets` run directories and write frontier.md, frontier.png and "
+                  "frontier.json: test accuracy (found and retrained) against FLOPs per example at the mask.")
+    sub.add_argument("runs", nargs="+", help="run directories (runs/supertickets-<hash>)")
+    sub.add_argument("--out", required=True, help="folder for the table and plot")
     sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")
 
     sub = command("sweep", cmd_sweep, "run a grid of runs (methods × densities × seeds × ...) locally or on Ray",

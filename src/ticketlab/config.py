@@ -29,6 +29,7 @@ class DataConfig:
     train_subset: int = option(0, "use only the first N training examples (0 = all)")
     test_subset: int = option(0, "evaluate on only the first N test examples (0 = all); for quick runs, say so when reporting")
     pad: int = option(0, "zero-pad images by N pixels on every side (2 takes 28x28 Fashion-MNIST to 32x32)")
+    resize: int = option(0, "resample images to N x N pixels, bilinear (28 takes the 8x8 digits to Fashion-MNIST's size); 0 = off")
 
 
 @dataclass

@@ -38,7 +38,7 @@ SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
 
 def load_data_config(d: DataConfig):
     return load_dataset(d.dataset, data_root=d.data_root, val_size=d.val_size, train_subset=d.train_subset,
-                        test_subset=d.test_subset, pad=d.pad)
+                        test_subset=d.test_subset, pad=d.pad, resize=d.resize)
 
 
 def load_data(configs):

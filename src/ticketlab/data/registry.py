@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 
 from ticketlab.data.cifar import load_cifar10, load_cifar100
@@ -58,7 +59,8 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size: int | None = None,
-                 train_subset: int = 0, split_seed: int = 0, test_subset: int = 0, pad: int = 0) -> Dataset:
+                 train_subset: int = 0, split_seed: int = 0, test_subset: int = 0, pad: int = 0,
+                 resize: int = 0) -> Dataset:
     """Load dataset `name` into memory with a validation split held out of its training set.
 
     data_root: folder to search (default $TICKETLAB_DATA_ROOT, else ./data).
@@ -68,6 +70,8 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
     split_seed: chooses which examples are held out.
     pad: zero-pad images by this many pixels on every side (after standardization, so the padding
       is the training mean), e.g. 2 takes 28x28 Fashion-MNIST to the 32x32 of CIFAR networks.
+    resize: resample images to resize x resize pixels (bilinear, before padding), e.g. 28 takes the
+      8x8 digits to the resolution of a network made for Fashion-MNIST.
     """
     entry = DATASETS.get(name)
     if entry is None:
@@ -76,9 +80,13 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
         val_size = entry.default_val_size
     if not isinstance(pad, int) or pad < 0:
         raise TicketlabError(f"--pad must be a non-negative number of pixels, got {pad!r}")
+    if not isinstance(resize, int) or resize < 0:
+        raise TicketlabError(f"--resize must be a non-negative number of pixels, got {resize!r}")
     raw = entry.loader(resolve_data_root(data_root))
     data = prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed,
                    test_subset=test_subset)
+    if resize:
+        data = _resized(name, data, resize)
     if pad:
         if data.train_x.dim() != 4:
             raise TicketlabError(f"--pad applies to image datasets; {name} has inputs of shape {tuple(data.input_shape)}")
@@ -86,3 +94,13 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
         data = dataclasses.replace(data, train_x=F.pad(data.train_x, sides), val_x=F.pad(data.val_x, sides),
                                    test_x=F.pad(data.test_x, sides))
     return data
+
+
+def _resized(name: str, data: Dataset, size: int) -> Dataset:
+    if data.train_x.dim() != 4:
+        raise TicketlabError(f"--resize applies to image datasets; {name} has inputs of shape {tuple(data.input_shape)}")
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) if len(x) else x.new_zeros(0, x.shape[1], size, size)
+
+    return dataclasses.replace(data, train_x=scale(data.train_x), val_x=scale(data.val_x), test_x=scale(data.test_x))

@@ -7,6 +7,7 @@ One file per family registers its names (see registry.py for the mechanism and f
   resnet.py       resnet<D>[_w<W>], resnet_blocks_<n1>_<n2>_<n3>[_w<W>] (CIFAR ResNets)
   vgg.py          vgg11, vgg16, vgg19 (CIFAR VGG with BatchNorm)
   mnist1d_cnn.py  mnist1d_cnn
+  supernet.py     supernet[_w<W>][_c<C>][_e<E>] (SuperTickets' multi-branch supernet)
 Adding a family is adding a file and importing it below.
 """
 
@@ -21,7 +22,7 @@ from ticketlab.models.registry import (
 )
 
 # Imported for their registrations; the order is the order of `model_names()`.
-from ticketlab.models import mlp, convnet, resnet, vgg, mnist1d_cnn  # noqa: E402,F401  isort: skip
+from ticketlab.models import mlp, convnet, resnet, vgg, mnist1d_cnn, supernet  # noqa: E402,F401  isort: skip
 from ticketlab.models.resnet import BasicBlock, CifarResNet, resnet_name  # noqa: E402
 
 __all__ = [

@@ -165,13 +165,16 @@ def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int
 
 
 ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
-OPTIONAL_ARCHITECTURE_KEYS = ("shapes",)  # sizes of the modules a shrink made smaller (deploy/shrink.py)
+# "shapes": sizes of the modules a shrink made smaller (deploy/shrink.py);
+# "paths": hidden widths of a searched supernet's kernel paths (models/supernet.py).
+OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths")
 
 
 def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
     """Rebuild a model from its `architecture` dict (as stored in a ticket file's metadata).
 
-    An optional "shapes" dict {module path: sizes} resizes those modules after building by name.
+    An optional "paths" dict rebuilds a searched supernet's kernel paths at their widths, and an
+    optional "shapes" dict {module path: sizes} resizes those modules after building by name.
     """
     if not isinstance(spec, dict):
         raise TicketlabError(f"architecture must be a dict with keys {list(ARCHITECTURE_KEYS)}; got {spec!r}")
@@ -182,6 +185,11 @@ def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
                              f"optionally {list(OPTIONAL_ARCHITECTURE_KEYS)} (missing {missing}, unexpected {extra}); "
                              "the ticket file may be damaged")
     model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed)
+    if "paths" in spec:
+        from ticketlab.models.supernet import set_path_widths
+        set_path_widths(model, spec["paths"], seed=seed)
+        model.prunable_names = find_prunable_names(model)
+        model.architecture = spec
     if "shapes" in spec:
         if not isinstance(spec["shapes"], dict):
             raise TicketlabError(f"architecture shapes must be a dict of module sizes; got {spec['shapes']!r}")

@@ -1,0 +1,57 @@
+"""`SuperConfig`: the knobs of two-in-one training (papers.md §6) and its baselines and ablations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ticketlab.config import option, validate_density
+from ticketlab.errors import TicketlabError
+from ticketlab.steps import check_step
+
+BASELINES = ("none", "magnitude", "snip", "grasp", "synflow", "random")
+
+
+@dataclass
+class SuperConfig:
+    density: float = option(0.1, "target density κ of the ticket: the fraction of conv/linear weights kept "
+                            "(the classifier is never pruned)")
+    prune_interval: str = option("1ep", "progressive magnitude pruning every this often; the k-th event prunes to "
+                                 "density 1 - min(0.1k, 1 - κ)")
+    shrink_interval: str = option("2ep", "remove the channels with |γ| <= --gamma-threshold every this often")
+    rho: float = option(2e-3, "weight ρ of the FLOPs-weighted L1 penalty on the depthwise BN scales γ")
+    rho_warmup: str = option("2ep", "ρ rises linearly from 0 to --rho over this long")
+    gamma_threshold: float = option(1e-3, "channels with |γ| at or below this are removed by a shrink")
+    schedule: str = option("progressive", "progressive pruning events, or one prune to κ at the end (ablation)",
+                           choices=("progressive", "one-shot"))
+    reactivation: bool = option(True, "rank dormant (pruned) weights with the live ones at every event, so strong "
+                                "ones come back; --no-reactivation ranks live weights only (ablation)")
+    masks_on_shrink: str = option("reset", "after a shrink, reset the shrunk blocks' masks to dense (the paper) or "
+                                  "keep them (ablation)", choices=("reset", "keep"))
+    reset_masks_after_prune: bool = option(False, "ablation: after each prune event the pruned weights stay at zero "
+                                           "and the mask is reset to dense until the next event")
+    search: bool = option(True, "architecture search (L1 penalty and shrinking); --no-search prunes the fixed supernet")
+    baseline: str = option("none", "instead of two-in-one training: search only, then one-shot pruning to κ with "
+                           "this method on the searched, trained network", choices=BASELINES)
+    retrain: str = option("0it", "then retrain with the mask fixed, from the found weights, for this long "
+                          "(0it = no retraining; results report both)")
+    score_batches: int = option(1, "baselines: minibatches of training data SNIP and GraSP score on")
+
+
+def validate_super(cfg: SuperConfig) -> None:
+    validate_density(cfg.density)
+    for name in ("prune_interval", "shrink_interval", "rho_warmup", "retrain"):
+        check_step(getattr(cfg, name), name.replace("_", "-"))
+    if cfg.rho < 0:
+        raise TicketlabError(f"--rho must be 0 or more, got {cfg.rho}")
+    if cfg.gamma_threshold < 0:
+        raise TicketlabError(f"--gamma-threshold must be 0 or more, got {cfg.gamma_threshold}")
+    if cfg.score_batches < 1:
+        raise TicketlabError(f"--score-batches must be at least 1, got {cfg.score_batches}")
+    if cfg.baseline != "none" and not cfg.search:
+        raise TicketlabError("a baseline prunes the searched network; drop --no-search or use --baseline none")
+
+
+@dataclass
+class TransferSource:
+    """Part of a transfer run's identity: which ticket it starts from (by content, not by path)."""
+    ticket_checksum: str = option("", "checksum of the source ticket file")
