@@ -190,6 +190,11 @@ def test_supertickets_command_writes_a_ticket_of_the_searched_network(cli, tmp_p
     baseline = cli("supertickets", *TINY, "--density", "0.3", "--baseline", "magnitude", "--runs-dir", tmp_path, "--json")
     assert baseline.code == 0, baseline.err
     assert baseline.json()["method"] == "search+magnitude"
+    other = cli("supertickets", *TINY, "--density", "0.3", "--baseline", "random", "--runs-dir", tmp_path, "--json")
+    assert other.code == 0, other.err
+    searches = list(tmp_path.glob("supernet-search-*/seed-0/search.json"))
+    assert len(searches) == 1  # one search-only training, shared by every baseline of the seed
+    assert other.json()["per_seed"]["0"]["search_examples"] == baseline.json()["per_seed"]["0"]["search_examples"]
     frontier = cli("frontier", out["run_dir"], baseline.json()["run_dir"], "--out", tmp_path / "f", "--json")
     assert frontier.code == 0, frontier.err
     assert {p["method"] for p in frontier.json()["points"]} == {"supertickets", "search+magnitude"}

@@ -31,7 +31,7 @@ from ticketlab.models.supernet import mixed_blocks, path_widths
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.supertickets.config import SuperConfig, TransferSource
 from ticketlab.supertickets.progressive import SparseState, ticket_names
-from ticketlab.supertickets.search import accuracy, two_in_one
+from ticketlab.supertickets.search import SearchOutcome, accuracy, two_in_one
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
 
@@ -78,6 +78,39 @@ def baseline_prune(model, data, state: SparseState, scfg: SuperConfig, seed: int
             "collapsed_layers": found.collapsed_layers}
 
 
+SEARCH_FIELDS = ("shrink_interval", "rho", "rho_warmup", "gamma_threshold")
+
+
+def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data):
+    """Search-only training of the supernet (no pruning), run once per seed and shared by every baseline:
+    the baselines differ only in how they prune its result. Returns (model, outcome)."""
+    from safetensors.torch import load_file
+    from ticketlab.files import write_safetensors
+    scfg = configs["supertickets"]
+    search_cfg = SuperConfig(**{name: getattr(scfg, name) for name in SEARCH_FIELDS})
+    search_configs = {"data": configs["data"], "model": configs["model"], "train": configs["train"],
+                      "search": search_cfg}
+    seed_dir = open_run(runs_dir, "supernet-search", search_configs) / f"seed-{seed}"
+    done = seed_dir / "search.json"
+    if done.exists():
+        record = read_json(done)
+        model = model_from_architecture(record["architecture"])
+        tensors = load_file(str(seed_dir / "searched.safetensors"))
+        model.load_state_dict({k[len("trained/"):]: v for k, v in tensors.items() if k.startswith("trained/")})
+        outcome = SearchOutcome(SparseState(model), {k[len("init/"):]: v for k, v in tensors.items() if k.startswith("init/")},
+                                record["events"], record["iterations"], record["train_examples"], record["wall_time_seconds"])
+        return model, outcome
+    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed} search: {message}", flush=True))
+    outcome = two_in_one(model, data, configs["train"], scfg, data_seed=derive_seed(seed, "data"), prune=False, log=log)
+    model.architecture = {**model.architecture, "paths": path_widths(model)}
+    write_safetensors(seed_dir / "searched.safetensors", {**{f"trained/{k}": v for k, v in model.state_dict().items()},
+                                                          **{f"init/{k}": v for k, v in outcome.init_state.items()}})
+    write_json(done, {"architecture": model.architecture, "events": outcome.events, "iterations": outcome.iterations,
+                      "train_examples": outcome.train_examples, "wall_time_seconds": outcome.wall_time_seconds})
+    return model, outcome
+
+
 def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
     from ticketlab.jobs import load_data
     seed_dir = run_dir_for(runs_dir, "supertickets", configs) / f"seed-{seed}"
@@ -86,20 +119,19 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
     cfg, scfg = configs["train"], configs["supertickets"]
     data = load_data(configs)
     model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
-    if not mixed_blocks(model) and scfg.search:
-        raise TicketlabError(f"model {configs['model'].model} has no searchable blocks; use a supernet model "
-                             "(see `ticketlab models`) or --no-search")
     supernet_costs = costs(model, Mask.ones(model), data.input_shape)
     log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed}: {message}", flush=True))
     started = time.perf_counter()
-    outcome = two_in_one(model, data, cfg, scfg, data_seed=derive_seed(seed, "data"), prune=scfg.baseline == "none",
-                         log=log)
-    examples = outcome.train_examples
     baseline = None
-    if scfg.baseline != "none":
+    if scfg.baseline == "none":
+        outcome = two_in_one(model, data, cfg, scfg, data_seed=derive_seed(seed, "data"), log=log)
+        examples = outcome.train_examples
+    else:
+        model, outcome = searched_network(seed, configs, runs_dir, quiet, data)
         baseline = baseline_prune(model, data, outcome.state, scfg, seed)
-        examples += baseline["examples_used"]
-    found_seconds = time.perf_counter() - started
+        examples = outcome.train_examples + baseline["examples_used"]
+    # A baseline's pipeline costs its (possibly shared, earlier) search plus its scoring.
+    found_seconds = (outcome.wall_time_seconds + baseline["wall_time_seconds"]) if baseline else time.perf_counter() - started
     if scfg.search:
         model.architecture = {**model.architecture, "paths": path_widths(model)}
     mask = outcome.state.full_mask(model)
@@ -118,8 +150,8 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
         result["retrained"] = {"test_accuracy": retrain_summary["test_accuracy"],
                                "val_accuracy": retrain_summary["val_accuracy"],
                                "early_stop_test_accuracy": retrain_summary["early_stop_test_accuracy"]}
-    result.update(train_examples=examples, wall_time_seconds=time.perf_counter() - started,
-                  find_seconds=found_seconds)
+    retrain_seconds = retrain_summary["wall_time_seconds"] if retrain_summary else 0.0
+    result.update(train_examples=examples, find_seconds=found_seconds, wall_time_seconds=found_seconds + retrain_seconds)
     init_state = {k: v * mask[k] if k in mask.tensors else v for k, v in outcome.init_state.items()}
     info = {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "seed": seed,
             "method": result["method"], "init_seed": derive_seed(seed, "init"), "data_seed": derive_seed(seed, "data"),
