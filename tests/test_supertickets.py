@@ -237,3 +237,22 @@ def test_resize_resamples_image_datasets_and_refuses_others():
     assert data.input_shape == (1, 16, 16) and len(data.val_x) > 0
     with pytest.raises(TicketlabError, match="--resize applies to image datasets"):
         load_dataset("synthetic", resize=16)
+
+
+def test_auto_prune_interval_reaches_the_target_at_four_fifths_of_training():
+    from ticketlab.supertickets.search import prune_interval
+    scfg = SuperConfig(density=0.1)
+    every = prune_interval(scfg, total=1000, iterations_per_epoch=100)
+    assert every == 800 // 9 and 9 * every <= 800 < 10 * every + every
+    assert prune_interval(SuperConfig(density=0.1, prune_interval="2ep"), 1000, 100) == 200
+
+
+def test_batchnorm_recalibration_changes_statistics_only(net):
+    from ticketlab.supertickets.search import recalibrate_batchnorm
+    data = load_dataset("synthetic-images", train_subset=300)
+    model = create_model(NAME, data.input_shape, data.num_classes, seed=0)
+    weights = {n: p.clone() for n, p in model.named_parameters()}
+    recalibrate_batchnorm(model, data, batches=3, batch_size=50, seed=0)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+    assert not torch.equal(model.stem_bn.running_mean, torch.zeros_like(model.stem_bn.running_mean))
+    assert model.stem_bn.momentum == 0.1 and int(model.stem_bn.num_batches_tracked) == 3

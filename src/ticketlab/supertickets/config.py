@@ -15,10 +15,11 @@ BASELINES = ("none", "magnitude", "snip", "grasp", "synflow", "random")
 class SuperConfig:
     density: float = option(0.1, "target density κ of the ticket: the fraction of conv/linear weights kept "
                             "(the classifier is never pruned)")
-    prune_interval: str = option("1ep", "progressive magnitude pruning every this often; the k-th event prunes to "
-                                 "density 1 - min(0.1k, 1 - κ)")
+    prune_interval: str = option("auto", "progressive magnitude pruning every this often; the k-th event prunes to "
+                                 "density 1 - min(0.1k, 1 - κ); auto spaces the events so that κ is reached at 80%% "
+                                 "of training and the last 20%% re-rank at κ (reactivation)")
     shrink_interval: str = option("2ep", "remove the channels with |γ| <= --gamma-threshold every this often")
-    rho: float = option(2e-3, "weight ρ of the FLOPs-weighted L1 penalty on the depthwise BN scales γ")
+    rho: float = option(0.02, "weight ρ of the FLOPs-weighted L1 penalty on the depthwise BN scales γ")
     rho_warmup: str = option("2ep", "ρ rises linearly from 0 to --rho over this long")
     gamma_threshold: float = option(1e-3, "channels with |γ| at or below this are removed by a shrink")
     schedule: str = option("progressive", "progressive pruning events, or one prune to κ at the end (ablation)",
@@ -35,16 +36,20 @@ class SuperConfig:
     retrain: str = option("0it", "then retrain with the mask fixed, from the found weights, for this long "
                           "(0it = no retraining; results report both)")
     score_batches: int = option(1, "baselines: minibatches of training data SNIP and GraSP score on")
+    calibration_batches: int = option(10, "before a found network is evaluated, its BatchNorm statistics are "
+                                      "re-estimated on this many training batches (pruning makes them stale); 0 = off")
 
 
 def validate_super(cfg: SuperConfig) -> None:
     validate_density(cfg.density)
-    for name in ("prune_interval", "shrink_interval", "rho_warmup", "retrain"):
+    for name in ("shrink_interval", "rho_warmup", "retrain") + (() if cfg.prune_interval == "auto" else ("prune_interval",)):
         check_step(getattr(cfg, name), name.replace("_", "-"))
     if cfg.rho < 0:
         raise TicketlabError(f"--rho must be 0 or more, got {cfg.rho}")
     if cfg.gamma_threshold < 0:
         raise TicketlabError(f"--gamma-threshold must be 0 or more, got {cfg.gamma_threshold}")
+    if cfg.calibration_batches < 0:
+        raise TicketlabError(f"--calibration-batches must be 0 or more, got {cfg.calibration_batches}")
     if cfg.score_batches < 1:
         raise TicketlabError(f"--score-batches must be at least 1, got {cfg.score_batches}")
     if cfg.baseline != "none" and not cfg.search:

@@ -31,7 +31,7 @@ from ticketlab.models.supernet import mixed_blocks, path_widths
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.supertickets.config import SuperConfig, TransferSource
 from ticketlab.supertickets.progressive import SparseState, ticket_names
-from ticketlab.supertickets.search import SearchOutcome, accuracy, two_in_one
+from ticketlab.supertickets.search import SearchOutcome, accuracy, recalibrate_batchnorm, two_in_one
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
 
@@ -135,6 +135,7 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
     if scfg.search:
         model.architecture = {**model.architecture, "paths": path_widths(model)}
     mask = outcome.state.full_mask(model)
+    recalibrate_batchnorm(model, data, scfg.calibration_batches, cfg.batch_size, derive_seed(seed, "calibration"))
     found = {**accuracy(model, data), **costs(model, mask, data.input_shape)}
     result = {"seed": seed, "method": method_name(scfg), "density": outcome.state.density(),
               "target_density": scfg.density, "found": found, "supernet_costs": supernet_costs,

@@ -13,6 +13,7 @@ so a run is deterministic for a given seed; a run is short and is not checkpoint
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -46,7 +47,7 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
     started = time.perf_counter()
     schedule = Schedule.of(cfg, len(data.train_y))
     ipe = schedule.iterations_per_epoch
-    prune_every = max(1, to_iterations(scfg.prune_interval, ipe, "prune-interval"))
+    prune_every = prune_interval(scfg, schedule.total, ipe)
     shrink_every = max(1, to_iterations(scfg.shrink_interval, ipe, "shrink-interval"))
     warmup = to_iterations(scfg.rho_warmup, ipe, "rho-warmup")
     progressive = prune and scfg.schedule == "progressive"
@@ -131,6 +132,37 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
     outcome.iterations = schedule.total
     outcome.wall_time_seconds = time.perf_counter() - started
     return outcome
+
+
+def prune_interval(scfg: SuperConfig, total: int, iterations_per_epoch: int) -> int:
+    """Iterations between prune events; "auto" reaches κ at 80% of training (events of 10% each)."""
+    if scfg.prune_interval != "auto":
+        return max(1, to_iterations(scfg.prune_interval, iterations_per_epoch, "prune-interval"))
+    events = max(1, math.ceil(round((1 - scfg.density) / 0.1, 9)))
+    return max(1, int(0.8 * total) // events)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, data: Dataset, batches: int, batch_size: int, seed: int) -> None:
+    """Re-estimate BatchNorm running statistics (cumulative average) on training batches, weights untouched."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    was_training = model.training
+    model.train()
+    order = epoch_permutation(len(data.train_y), seed, 0)
+    for b in range(batches):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        if len(idx) == 0:
+            break
+        model(data.train_x[idx])
+    model.train(was_training)
+    for m, (momentum, _) in zip(norms, saved):
+        m.momentum = momentum
 
 
 def accuracy(model: nn.Module, data: Dataset) -> dict:
