@@ -18,20 +18,17 @@ Run it alone: timings on 2 cores are only meaningful when nothing else runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import io
-import json
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ticketlab.cli import main as ticketlab
 from ticketlab.deploy.profile import profile_ticket
 from ticketlab.deploy.sparse import choose_path
 from ticketlab.files import write_json, write_text
+
+from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 LENET = ["--dataset", "fashion-mnist", "--model", "lenet_300_100", "--optimizer", "adam", "--lr", "1.2e-3",
@@ -40,19 +37,11 @@ CONV2 = ["--dataset", "fashion-mnist", "--model", "conv2", "--optimizer", "adam"
          "--steps", "200it", "--eval-every", "50it", "--train-subset", "6000", "--val-size", "1000"]
 
 
-def run(args: list[str]) -> dict:
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        if ticketlab([str(a) for a in args] + ["--json", "--quiet"]) != 0:
-            sys.exit(f"failed: ticketlab {' '.join(map(str, args))}")
-    return json.loads(captured.getvalue())
-
-
 def make_tickets(runs_dir: str) -> dict[str, str]:
-    imp = run(["imp", *LENET, "--schedule", "0.21,0.036,0.012", "--runs-dir", runs_dir])
+    imp = run_json(["imp", *LENET, "--schedule", "0.21,0.036,0.012", "--runs-dir", runs_dir], quiet=True)
     tickets = {f"LeNet-300-100 @ {100 * level['density']:.1f}%": level["ticket"] for level in imp["levels"][1:]}
-    pruned = run(["prune", *CONV2, "--method", "magnitude", "--density", "0.05", "--runs-dir", runs_dir])
-    tickets["Conv-2 @ 5.0%"] = run(["train-ticket", pruned["ticket"], "--runs-dir", runs_dir])["ticket"]
+    pruned = run_json(["prune", *CONV2, "--method", "magnitude", "--density", "0.05", "--runs-dir", runs_dir], quiet=True)
+    tickets["Conv-2 @ 5.0%"] = run_json(["train-ticket", pruned["ticket"], "--runs-dir", runs_dir], quiet=True)["ticket"]
     return tickets
 
 
@@ -88,7 +77,7 @@ def main():
     profiles, accuracy = {}, {}
     for label, path in tickets.items():
         profiles[label] = profile_ticket(path, repeats=args.repeats)
-        accuracy[label] = {mode: run(["infer", path, "--path", mode, "--batch-size", "64"])["test_accuracy"]
+        accuracy[label] = {mode: run_json(["infer", path, "--path", mode, "--batch-size", "64"], quiet=True)["test_accuracy"]
                            for mode in ("dense", "csr", "auto")}
         print(f"{label}: profiled", flush=True)
     rows = crossover([(784, 300), (300, 100)], [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005], (1, 64, 256), args.repeats)

@@ -17,33 +17,21 @@ block removal and of filter tickets of matched size.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import io
-import json
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ticketlab.aggregate import mean_std
-from ticketlab.cli import main as ticketlab
 from ticketlab.deploy.sparse import median_seconds
 from ticketlab.files import write_json, write_text
 from ticketlab.models import model_from_architecture
 from ticketlab.ticket import load_ticket
 
+from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(args: list) -> dict:
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        code = ticketlab([str(a) for a in args] + ["--json"])
-    if code != 0:
-        sys.exit(f"failed: ticketlab {' '.join(map(str, args))}")
-    return json.loads(captured.getvalue())
 
 
 def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repeats: int = 20) -> float:
@@ -94,15 +82,15 @@ def main():
               "--seeds", args.seeds, "--workers", args.workers, "--quiet", "--min-per-stage", "1",
               "--runs-dir", args.runs_dir]
     removals = [int(p) for p in args.removals.split(",")]
-    layers = {(c, p): run(["layers", *common, "--criterion", c, "--remove", p]) for c in ("grasp", "snip", "random")
+    layers = {(c, p): run_json(["layers", *common, "--criterion", c, "--remove", p]) for c in ("grasp", "snip", "random")
               for p in removals}
-    filters = {p: run(["filters", "--match-ticket", layers[("grasp", p)]["tickets"][0], "--criterion", "snip",
+    filters = {p: run_json(["filters", "--match-ticket", layers[("grasp", p)]["tickets"][0], "--criterion", "snip",
                        "--seeds", args.seeds, "--workers", args.workers, "--runs-dir", args.runs_dir, "--quiet"])
                for p in removals}
     dense_ticket = layers[("grasp", removals[0])]["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
     ratios = {("grasp", p): step_time_ratio(dense_ticket, layers[("grasp", p)]["tickets"][0]) for p in removals}
     ratios.update({("filters", p): step_time_ratio(dense_ticket, filters[p]["tickets"][0]) for p in removals})
-    robust = {name: run(["robustness", ticket]) for name, ticket in
+    robust = {name: run_json(["robustness", ticket]) for name, ticket in
               [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals]
               + [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]}
 

@@ -11,26 +11,16 @@ and training are shortened so that the whole run finishes in under an hour on 2 
 """
 
 import argparse
-import contextlib
 import datetime
-import io
 import json
-import sys
 from pathlib import Path
 
-from ticketlab.cli import main as ticketlab
 from ticketlab.files import write_bytes
 from ticketlab.report import load_run, write_report
 
+from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(args: list[str]) -> dict:
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        if ticketlab(args + ["--json", "--quiet"]) != 0:
-            sys.exit(f"ticketlab {' '.join(args)} failed")
-    return json.loads(captured.getvalue())
 
 
 def main():
@@ -50,10 +40,10 @@ def main():
               "--milestones", f"{e // 2}ep,{3 * e // 4}ep", "--eval-every", "1ep", "--runs-dir", args.runs_dir,
               "--seed", args.seed]
     imp_args = ["imp", *recipe, "--levels", args.levels, "--prune-fraction", "0.2", "--strategy", "global"]
-    reset = run(imp_args + ["--rewind-step", "0it"])
-    rewind = run(imp_args + ["--rewind-step", args.k])
+    reset = run_json(imp_args + ["--rewind-step", "0it"], quiet=True)
+    rewind = run_json(imp_args + ["--rewind-step", args.k], quiet=True)
     dense_ticket = Path(reset["run_dir"]) / f"seed-{args.seed}" / "level-0" / "ticket.safetensors"
-    barriers = {k: run(["stability", str(dense_ticket), "--rewind-step", k, "--points", "7", "--runs-dir", args.runs_dir])
+    barriers = {k: run_json(["stability", str(dense_ticket), "--rewind-step", k, "--points", "7", "--runs-dir", args.runs_dir], quiet=True)
                 for k in ("0it", args.k)}
 
     runs = [load_run(reset["run_dir"]), load_run(rewind["run_dir"])]

@@ -18,32 +18,20 @@ supernet trained on digits, all with the same budget. Every verdict in the repor
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import io
-import json
-import sys
 from pathlib import Path
 
 from ticketlab.aggregate import mean_std
-from ticketlab.cli import main as ticketlab
 from ticketlab.files import write_json, write_text
 from ticketlab.supertickets.frontier import dominates, frontier_table, load_points, plot_frontier
+
+from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("magnitude", "snip", "grasp", "synflow", "random")
 ABLATIONS = {"one prune at the end": ["--schedule", "one-shot"], "no reactivation": ["--no-reactivation"],
              "masks kept through a shrink": ["--masks-on-shrink", "keep"],
              "masks reset after each prune": ["--reset-masks-after-prune"], "no search": ["--no-search"]}
-
-
-def run(args: list) -> dict:
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        code = ticketlab([str(a) for a in args] + ["--json"])
-    if code != 0:
-        sys.exit(f"failed: ticketlab {' '.join(map(str, args))}")
-    return json.loads(captured.getvalue())
 
 
 def pct(mean, std=None) -> str:
@@ -77,20 +65,20 @@ def main():
 
     runs = {}
     for density in densities:
-        runs[("supertickets", density)] = run(["supertickets", *common, "--density", density])
+        runs[("supertickets", density)] = run_json(["supertickets", *common, "--density", density])
         for method in BASELINES:
-            runs[(f"search+{method}", density)] = run(["supertickets", *common, "--density", density, "--baseline", method])
+            runs[(f"search+{method}", density)] = run_json(["supertickets", *common, "--density", density, "--baseline", method])
     middle = 0.2 if 0.2 in densities else densities[len(densities) // 2]
-    ablations = {name: run(["supertickets", *common, "--density", middle, *flags]) for name, flags in ABLATIONS.items()}
+    ablations = {name: run_json(["supertickets", *common, "--density", middle, *flags]) for name, flags in ABLATIONS.items()}
 
     # Transfer to digits at 28x28, with one budget for all three.
     # Each seed's ticket is moved once (fine-tuning seed = its seed).
     target = ["--dataset", "digits", "--resize", "28", "--steps", f"{args.transfer_epochs}ep"]
     seeds = args.seeds.split(",")
-    transfers = {seed: run(["transfer", ticket, *optimizer, *target, "--seed", seed])
+    transfers = {seed: run_json(["transfer", ticket, *optimizer, *target, "--seed", seed])
                  for seed, ticket in zip(seeds, runs[("supertickets", middle)]["tickets"])}
-    direct = run(["supertickets", *recipe, *target, "--rho", args.rho, "--density", middle, "--retrain", retrain])
-    dense_digits = {seed: run(["train", *one_run, *target, "--seed", seed]) for seed in seeds}
+    direct = run_json(["supertickets", *recipe, *target, "--rho", args.rho, "--density", middle, "--retrain", retrain])
+    dense_digits = {seed: run_json(["train", *one_run, *target, "--seed", seed]) for seed in seeds}
 
     points = load_points([r["run_dir"] for r in runs.values()] + [r["run_dir"] for r in ablations.values()])
     out.mkdir(parents=True, exist_ok=True)
