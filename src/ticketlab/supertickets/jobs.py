@@ -102,7 +102,8 @@ def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data)
         return model, outcome
     model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed} search: {message}", flush=True))
-    outcome = two_in_one(model, data, configs["train"], scfg, data_seed=derive_seed(seed, "data"), prune=False, log=log)
+    outcome = two_in_one(model, data, configs["train"], scfg, data_seed=derive_seed(seed, "data"), prune=False, log=log,
+                         quiet=quiet, label=f"search seed {seed}")
     model.architecture = {**model.architecture, "paths": path_widths(model)}
     write_safetensors(seed_dir / "searched.safetensors", {**{f"trained/{k}": v for k, v in model.state_dict().items()},
                                                           **{f"init/{k}": v for k, v in outcome.init_state.items()}})
@@ -124,7 +125,8 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
     started = time.perf_counter()
     baseline = None
     if scfg.baseline == "none":
-        outcome = two_in_one(model, data, cfg, scfg, data_seed=derive_seed(seed, "data"), log=log)
+        outcome = two_in_one(model, data, cfg, scfg, data_seed=derive_seed(seed, "data"), log=log, quiet=quiet,
+                             label=f"supertickets seed {seed}")
         examples = outcome.train_examples
     else:
         model, outcome = searched_network(seed, configs, runs_dir, quiet, data)

@@ -7,19 +7,23 @@ follow), every `prune_interval` a progressive global magnitude prune with reacti
 (progressive.py). At the end a last shrink, and a last prune to exactly κ if the events did not
 end there (too few events, a mask reset after a shrink, or the one-shot ablation).
 
-Batch order and augmentation follow the trainer's rules (pure functions of data seed and iteration),
-so a run is deterministic for a given seed; a run is short and is not checkpointed mid-way.
+This is the one loop besides the trainer's (trainer.py), because the network changes shape while it
+trains; it uses the trainer's schedule, optimizer, batching and augmentation rules (pure functions of
+data seed and iteration), so a run is deterministic for a given seed. It is not checkpointed mid-way:
+an interrupted run starts again. Retraining, transfer and every later use go through the trainer.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ticketlab.config import TrainConfig, derive_seed
 from ticketlab.data import Dataset, augment_batch, epoch_permutation
@@ -42,7 +46,7 @@ class SearchOutcome:
 
 
 def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperConfig, *, data_seed: int,
-               prune: bool = True, log=lambda message: None) -> SearchOutcome:
+               prune: bool = True, log=lambda message: None, quiet: bool = True, label: str = "two-in-one") -> SearchOutcome:
     """Train `model` in place with search (if scfg.search) and progressive pruning (if `prune`)."""
     started = time.perf_counter()
     schedule = Schedule.of(cfg, len(data.train_y))
@@ -90,6 +94,8 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
     gamma_steps = 0
     perm = None
     model.train()
+    progress = tqdm(total=schedule.total, desc=label, disable=quiet or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True)
     for iteration in range(schedule.total):
         epoch, batch_index = divmod(iteration, ipe)
         if perm is None or batch_index == 0:
@@ -124,6 +130,8 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
                 state.forget_and_densify_()
         if scales and done % ipe == 0:
             note(done, "epoch", loss=loss.item(), penalty=l1_penalty(scales))
+        progress.update(1)
+    progress.close()
 
     if scfg.search:
         shrink(schedule.total)
