@@ -28,7 +28,9 @@ class CtsConfig:
     smoothing: float = option(0.01, "GradBalance smoothing s: lambda <- (1 - s) * lambda + s * lambda*")
     objective_scale: float = option(100.0, "objective multiplier (cancels in GradBalance; matters for Adam's eps "
                                     "and for the lagrange balance)")
-    lr: float | None = option(None, "Adam learning rate on the logits (default: the training learning rate)")
+    lr: float | None = option(None, "Adam learning rate on the logits (default: the training learning rate, as in the "
+                              "paper, whose SGD recipe uses 0.1; with an Adam recipe's lr of 1e-3 or less the logits "
+                              "barely move in a short search: give 0.1, see docs/results/pai-cts-*)")
     lr_drop_at: float = option(0.88, "fraction of the search after which the learning rate drops")
     lr_drop_factor: float = option(0.1, "learning-rate factor applied at lr_drop_at")
     balance: str = option("gradbalance", "how the expected density is held at the budget: gradbalance (the paper) or "
