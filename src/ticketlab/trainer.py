@@ -79,6 +79,29 @@ class Schedule:
         return factor
 
 
+class TrainingBatches:
+    """The training batch of any iteration, a pure function of (data seed, iteration): one shuffle per
+    epoch, index slices, batched augmentation. A resumed run, and any other training loop, sees
+    exactly the batches an uninterrupted run would."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, iterations_per_epoch: int, data_seed: int,
+                 augment: str):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.iterations_per_epoch, self.data_seed, self.augment = iterations_per_epoch, data_seed, augment
+        self._epoch, self._order = None, None
+
+    def at(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, batch_index = divmod(iteration, self.iterations_per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, epoch_permutation(len(self.y), self.data_seed, epoch).to(self.y.device)
+        idx = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
+        x, y = self.x[idx], self.y[idx]
+        if self.augment != "none":
+            generator = torch.Generator().manual_seed(derive_seed(self.data_seed, f"augment:{iteration}"))
+            x = augment_batch(x, self.augment, generator)
+        return x, y
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters())
     if cfg.optimizer == "sgd":
@@ -204,19 +227,12 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         record(first, lr)
     model.train()
     forward = model if world == 1 else distributed.data_parallel(model, device)
-    perm = None
+    batches = TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, data_seed, augment)
     # Progress bars only for a person watching a terminal; logs and pipes stay clean.
     progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
                     leave=False, dynamic_ncols=True)
     for iteration in range(first, schedule.total):
-        epoch, batch_index = divmod(iteration, schedule.iterations_per_epoch)
-        if perm is None or batch_index == 0:
-            perm = epoch_permutation(len(train_y), data_seed, epoch).to(device)
-        idx = perm[batch_index * cfg.batch_size:(batch_index + 1) * cfg.batch_size]
-        x, y = train_x[idx], train_y[idx]
-        if augment != "none":
-            generator = torch.Generator().manual_seed(derive_seed(data_seed, f"augment:{iteration}"))
-            x = augment_batch(x, augment, generator)
+        x, y = batches.at(iteration)
         if batch_hook is not None:
             x, y = batch_hook(iteration, x, y)
         global_size = len(y)

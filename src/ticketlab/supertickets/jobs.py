@@ -72,7 +72,7 @@ def baseline_prune(model, data, state: SparseState, scfg: SuperConfig, seed: int
                           score_batches=scfg.score_batches)
     finally:
         model.prunable_names = full_names
-    state.mask = {name: found.mask[name].clone() for name in state.names}
+    state.set_mask(found.mask.tensors)
     state.apply_(model)
     return {"examples_used": found.info["examples_used"], "wall_time_seconds": found.info["wall_time_seconds"],
             "collapsed_layers": found.collapsed_layers}

@@ -38,6 +38,7 @@ class SparseState:
         self.names = ticket_names(model)
         self.mask = {n: torch.ones_like(params[n], dtype=torch.bool) for n in self.names}
         self.dormant = {n: torch.zeros_like(params[n]) for n in self.names}
+        self._applier: Mask | None = None  # the fused in-place multiply of Mask.apply_, rebuilt after changes
 
     def kept(self) -> int:
         return sum(int(m.sum()) for m in self.mask.values())
@@ -51,11 +52,16 @@ class SparseState:
     def count(self, density: float) -> int:
         return target_count(density, self.total())
 
-    @torch.no_grad()
     def apply_(self, model: nn.Module) -> None:
-        params = dict(model.named_parameters())
-        for name, keep in self.mask.items():
-            params[name].mul_(keep)
+        """Zero the pruned weights (after every optimizer step)."""
+        if self._applier is None:
+            self._applier = Mask(self.mask)
+        self._applier.apply_(model)
+
+    def set_mask(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Replace the mask (dormant values are not tracked for weights pruned this way)."""
+        self.mask = {n: tensors[n].clone() for n in self.names}
+        self._applier = None
 
     @torch.no_grad()
     def prune_(self, model: nn.Module, density: float, reactivation: bool = True) -> dict:
@@ -73,6 +79,7 @@ class SparseState:
             self.dormant[n] = torch.where(new, torch.zeros_like(values[n]), values[n])
             params[n].copy_(torch.where(new, values[n], torch.zeros_like(values[n])))
             self.mask[n] = new
+        self._applier = None
         return {"density": self.density(), "pruned": pruned, "revived": revived}
 
     @torch.no_grad()
@@ -83,6 +90,7 @@ class SparseState:
             params[n].copy_(torch.where(self.mask[n], params[n], self.dormant[n]))
             self.mask[n] = torch.ones_like(self.mask[n])
             self.dormant[n] = torch.zeros_like(self.dormant[n])
+        self._applier = None
 
     @torch.no_grad()
     def forget_and_densify_(self) -> None:
@@ -90,6 +98,7 @@ class SparseState:
         for n in self.names:
             self.mask[n] = torch.ones_like(self.mask[n])
             self.dormant[n] = torch.zeros_like(self.dormant[n])
+        self._applier = None
 
     def follow(self, model: nn.Module, changes, reset_shrunk: bool) -> None:
         """Follow a shrink (`shrink.Changes`): deleted paths leave, cut layers are sliced; with
@@ -102,6 +111,7 @@ class SparseState:
                 self.mask[n] = self.mask[n].index_select(dim, kept)
                 self.dormant[n] = self.dormant[n].index_select(dim, kept)
         self.names = ticket_names(model)
+        self._applier = None
         assert set(self.names) == set(self.mask), "the mask does not cover the shrunk network's weights"
         if reset_shrunk:
             self.densify_(model, [n for n in self.names if any(n.startswith(b + ".") for b in changes.shrunk_blocks)])

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ticketlab.config import TrainConfig, derive_seed
-from ticketlab.data import Dataset, augment_batch, epoch_permutation
+from ticketlab.config import TrainConfig
+from ticketlab.data import Dataset, epoch_permutation
 from ticketlab.steps import to_iterations
 from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.progressive import SparseState, progressive_density
 from ticketlab.supertickets.shrink import (architecture_scales, l1_penalty, live_channels, proximal_l1_,
                                            remap_optimizer, shrink_)
-from ticketlab.trainer import Schedule, build_optimizer, evaluate, learning_rate
+from ticketlab.trainer import Schedule, TrainingBatches, build_optimizer, evaluate, learning_rate
 
 
 @dataclass
@@ -90,20 +90,13 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
         note(iteration, "prune", target=density, kept=state.kept(), total=state.total(), pruned=stats["pruned"],
              revived=stats["revived"])
 
-    train_x, train_y = data.train_x, data.train_y
+    batches = TrainingBatches(data.train_x, data.train_y, cfg.batch_size, ipe, data_seed, augment)
     gamma_steps = 0
-    perm = None
     model.train()
     progress = tqdm(total=schedule.total, desc=label, disable=quiet or not sys.stderr.isatty(), leave=False,
                     dynamic_ncols=True)
     for iteration in range(schedule.total):
-        epoch, batch_index = divmod(iteration, ipe)
-        if perm is None or batch_index == 0:
-            perm = epoch_permutation(len(train_y), data_seed, epoch)
-        idx = perm[batch_index * cfg.batch_size:(batch_index + 1) * cfg.batch_size]
-        x, y = train_x[idx], train_y[idx]
-        if augment != "none":
-            x = augment_batch(x, augment, torch.Generator().manual_seed(derive_seed(data_seed, f"augment:{iteration}")))
+        x, y = batches.at(iteration)
         if iteration in schedule.milestones:
             gamma_steps += 1
         lr = learning_rate(cfg, schedule, iteration, gamma_steps)
