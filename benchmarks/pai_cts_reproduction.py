@@ -341,8 +341,9 @@ def main():
     elapsed = (time.perf_counter() - started) / 60
     lines = [f"# {preset['title']}", "",
              f"Command: `.venv/bin/python benchmarks/pai_cts_reproduction.py --preset {args.preset} --seeds {args.seeds}`; "
-             f"run on {datetime.date.today().isoformat()} on 2 CPU cores in {elapsed:.0f} minutes of wall time (a rerun "
-             "reuses the finished runs in the runs directory and only rewrites this report).", "",
+             f"run on {datetime.date.today().isoformat()} on 2 CPU cores; this invocation took {elapsed:.0f} minutes of wall "
+             "time, reusing the runs that earlier invocations finished in the runs directory (each method's own time "
+             "is in the compute table).", "",
              f"Recipe for every ticket and the dense network: Adam lr {preset['lr']:g}, batch 60, {preset['steps']} "
              f"(evaluation every {preset['eval_every']}), on {preset['scale']}; {len(seeds)} seeds ({args.seeds}). "
              f"PaI methods score θ₀ on one batch of 128 and train from it. CTS-KL and CTS search with the weights frozen "
