@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from ticketlab.ticket import load_ticket
 from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
+CRITERIA = ("grasp", "snip", "random")
 
 
 def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repeats: int = 20) -> float:
@@ -58,6 +60,116 @@ def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repe
     return sorted(times["dense"])[1] / sorted(times["ticket"])[1]
 
 
+def measure(args, common: list, removals: list[int]) -> dict:
+    """Every run (cached in --runs-dir), the clean step-time ratios and the robustness tables."""
+    layers = {(c, p): run_json(["layers", *common, "--criterion", c, "--remove", p]) for c in CRITERIA for p in removals}
+    filters = {p: run_json(["filters", "--match-ticket", layers[("grasp", p)]["tickets"][0], "--criterion", "snip",
+                       "--seeds", args.seeds, "--workers", args.workers, "--runs-dir", args.runs_dir, "--quiet"])
+               for p in removals}
+    dense_ticket = layers[("grasp", removals[0])]["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
+    ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)]["tickets"][0]) for p in removals}
+    ratios.update({f"filters-{p}": step_time_ratio(dense_ticket, filters[p]["tickets"][0]) for p in removals})
+    robust = {name: run_json(["robustness", ticket]) for name, ticket in
+              [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals]
+              + [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]}
+    return {"layers": {f"{c}-{p}": r for (c, p), r in layers.items()}, "filters": {str(p): r for p, r in filters.items()},
+            "clean_speedups": ratios, "robustness": robust}
+
+
+def within_one_std(accuracy: float, dense_acc: float, dense_std: float) -> bool:
+    return accuracy >= dense_acc - dense_std
+
+
+def removed_blocks(result: dict, seed: str) -> str:
+    """Removed blocks of one seed as stage.block, e.g. `0.0 2.1`."""
+    return " ".join(f"{stage}.{block}" for stage, block in result["per_seed"][seed]["removed_blocks"])
+
+
+def findings(layers: dict, filters: dict, ratios: dict, removals: list[int], dense_acc: float, dense_std: float) -> list[str]:
+    """The goal's verdict per p, then what else the numbers show, all computed here."""
+    lines = []
+    for p in removals:
+        g, r, f = layers[f"grasp-{p}"], layers[f"random-{p}"], filters[str(p)]
+        within = within_one_std(g["test_accuracy"], dense_acc, dense_std)
+        fast = ratios[f"grasp-{p}"] >= 1.2
+        ahead_random = g["test_accuracy"] > r["test_accuracy"]
+        ahead_filters = g["test_accuracy"] > f["test_accuracy"]
+        verdict = "met" if within and fast and ahead_random and ahead_filters else "not met"
+        lines.append(f"- **p = {p}: GraSP layer ticket within one std of dense at ≥ 1.2× speedup, ahead of random "
+                     f"removal and matched filter tickets: {verdict}.** {100 * g['test_accuracy']:.2f} ± "
+                     f"{100 * g['test_accuracy_std']:.2f}% vs dense {100 * dense_acc:.2f} ± {100 * dense_std:.2f}% "
+                     f"({'within' if within else 'outside'} one std of dense), clean speedup {ratios[f'grasp-{p}']:.2f}×, "
+                     f"random {100 * r['test_accuracy']:.2f}%, filter ticket {100 * f['test_accuracy']:.2f}%.")
+    lines.append("")
+    for c in CRITERIA:
+        kept = [p for p in removals if within_one_std(layers[f"{c}-{p}"]["test_accuracy"], dense_acc, dense_std)]
+        lines.append(f"- {c} layer tickets within one std of dense (or above): "
+                     f"{', '.join(f'p = {p}' for p in kept) if kept else 'none'} of p = {', '.join(map(str, removals))}.")
+    best = {p: max(CRITERIA, key=lambda c: layers[f"{c}-{p}"]["test_accuracy"]) for p in removals}
+    lines.append("- Best criterion per p: " + ", ".join(f"p = {p}: {best[p]}" for p in removals) + ".")
+    ahead = [p for p in removals if layers[f"grasp-{p}"]["test_accuracy"] > filters[str(p)]["test_accuracy"]]
+    lines.append(f"- GraSP layer tickets ahead of the filter ticket with the same number of filters at "
+                 f"{len(ahead)} of {len(removals)} removals ({', '.join(f'p = {p}' for p in ahead) or 'none'}); "
+                 "the filter tickets' clean speedups are " + ", ".join(f"{ratios[f'filters-{p}']:.2f}×" for p in removals)
+                 + " against the layer tickets' " + ", ".join(f"{ratios[f'grasp-{p}']:.2f}×" for p in removals) + ".")
+    return lines
+
+
+def write_report(results: dict, args, removals: list[int], out: Path) -> None:
+    layers, filters, ratios, robust = (results[k] for k in ("layers", "filters", "clean_speedups", "robustness"))
+    first = next(iter(layers.values()))
+    seed = args.seeds.split(",")[0]
+    dense_acc, dense_std = first["dense_test_accuracy"], first["dense_test_accuracy_std"]
+    data_label = f"{args.dataset}" + (f" (padded by {args.pad} pixels per side)" if args.pad != "0" else "")
+    lines = [f"# Layer tickets: {args.model} on {data_label}, reduced scale", "",
+             f"Command: `.venv/bin/python benchmarks/layer_tickets.py --model {args.model} --train-subset "
+             f"{args.train_subset} --val-size {args.val_size} --epochs {args.epochs} --removals {args.removals} --seeds "
+             f"{args.seeds} --dataset {args.dataset} --pad {args.pad}`; run on {results['date']} on 2 CPU cores. "
+             f"Recipe: SGD 0.1, momentum 0.9, weight decay 1e-4, batch 128, {args.epochs} epochs on {args.train_subset} "
+             f"training images (lr ×0.1 at 50% and 75%), {args.val_size} validation images and "
+             f"{'all' if args.test_subset == '0' else 'the first ' + args.test_subset} test images; "
+             "every stage keeps ≥ 1 block. Test accuracy is the final network's. Filter tickets: SNIP filter "
+             "scores, matched to the GraSP layer ticket's number of convolution filters. *Speedup (clean)* is the "
+             "ratio of median training-step times measured in one process, interleaved; *speedup (runs)* divides "
+             "the recorded optimization time of the runs themselves (noisier: parallel processes). Energy = time × "
+             "65 W, an estimate. *Within one std* means no lower than dense accuracy minus the dense network's "
+             "standard deviation over seeds.", "", "## What the data shows", ""]
+    lines += findings(layers, filters, ratios, removals, dense_acc, dense_std)
+    lines += ["", "## Accuracy and cost (mean ± std over seeds)", "",
+              f"| ticket | removed blocks (seed {seed}) | test acc % | params | FLOPs saved | speedup (clean) | "
+              "speedup (runs) | energy Wh (est.) |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| dense | — | {100 * dense_acc:.2f} ± {100 * dense_std:.2f} | {first['dense_parameters']:,.0f} | — | 1.00 | "
+              f"1.00 | {first['dense_energy_wh_estimate']:.3f} |"]
+    for key, r in layers.items():
+        c, p = key.split("-")
+        clean = f"{ratios[key]:.2f}" if key in ratios else "—"
+        lines.append(f"| layers {c} p={p} | {removed_blocks(r, seed)} | {100 * r['test_accuracy']:.2f} ± "
+                     f"{100 * r['test_accuracy_std']:.2f} | {r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | "
+                     f"{clean} | {r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
+    for p, r in filters.items():
+        lines.append(f"| filters (match p={p}) | — | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+                     f"{r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | {ratios[f'filters-{p}']:.2f} | "
+                     f"{r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
+    lines += ["", f"Blocks are named stage.block (stage 0 has 16 channels, stage 2 has 64); the first block of "
+              "stages 1 and 2 changes shape and is never removed.", "",
+              f"## Robustness (seed {seed}): accuracy % under corruption, ticket − dense in pp", "",
+              "| corruption | severity | " + " | ".join(robust) + " |", "|---|---|" + "---|" * len(robust)]
+    rows = next(iter(robust.values()))["rows"]
+    for i, row in enumerate(rows):
+        cells = [f"{100 * r['rows'][i]['ticket']:.1f} ({100 * (r['rows'][i]['ticket'] - r['rows'][i]['dense']):+.1f})"
+                 for r in robust.values()]
+        lines.append(f"| {row['corruption']} | {row['severity']} | " + " | ".join(cells) + " |")
+    deltas = [r["rows"][i]["ticket"] - r["rows"][i]["dense"] for r in robust.values() for i in range(1, len(rows))]
+    dense_rows = {(row["corruption"], row["severity"]): row["dense"] for row in rows}
+    chance = [f"{name} {severity}" for (name, severity), acc in dense_rows.items() if acc < 0.15]
+    lines += ["", f"Mean difference to dense over all corrupted and shifted sets: {100 * mean_std(deltas)[0]:+.2f} pp.",
+              f"Dense accuracy on the clean set: {100 * dense_rows[('clean', 0)]:.1f}%; sets where the dense network "
+              f"is below 15% (near chance, so they do not tell the networks apart): {', '.join(chance) or 'none'}."]
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet20", choices=("resnet20", "resnet32", "resnet56"))
@@ -72,85 +184,24 @@ def main():
     parser.add_argument("--pad", default="2")
     parser.add_argument("--val-size", default="1000")
     parser.add_argument("--test-subset", default="2000")
+    parser.add_argument("--report-only", action="store_true", help="rewrite report.md from the results.json in --out")
     args = parser.parse_args()
     out = Path(args.out or REPO / "docs" / "results" / f"layer-tickets-{args.model}-fashion")
-    epochs = args.epochs
-    common = ["--dataset", args.dataset, "--pad", args.pad, "--train-subset", args.train_subset, "--val-size", args.val_size,
-              "--test-subset", args.test_subset, "--model", args.model, "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
-              "--weight-decay", "1e-4", "--batch-size", "128", "--steps", f"{epochs}ep",
-              "--milestones", f"{max(1, epochs // 2)}ep,{max(1, 3 * epochs // 4)}ep", "--eval-every", "1ep",
-              "--seeds", args.seeds, "--workers", args.workers, "--quiet", "--min-per-stage", "1",
-              "--runs-dir", args.runs_dir]
     removals = [int(p) for p in args.removals.split(",")]
-    layers = {(c, p): run_json(["layers", *common, "--criterion", c, "--remove", p]) for c in ("grasp", "snip", "random")
-              for p in removals}
-    filters = {p: run_json(["filters", "--match-ticket", layers[("grasp", p)]["tickets"][0], "--criterion", "snip",
-                       "--seeds", args.seeds, "--workers", args.workers, "--runs-dir", args.runs_dir, "--quiet"])
-               for p in removals}
-    dense_ticket = layers[("grasp", removals[0])]["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
-    ratios = {("grasp", p): step_time_ratio(dense_ticket, layers[("grasp", p)]["tickets"][0]) for p in removals}
-    ratios.update({("filters", p): step_time_ratio(dense_ticket, filters[p]["tickets"][0]) for p in removals})
-    robust = {name: run_json(["robustness", ticket]) for name, ticket in
-              [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals]
-              + [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]}
-
-    first = next(iter(layers.values()))
-    dense_acc, dense_std = first["dense_test_accuracy"], first["dense_test_accuracy_std"]
-    data_label = f"{args.dataset}" + (f" (padded by {args.pad} pixels per side)" if args.pad != "0" else "")
-    lines = [f"# Layer tickets: {args.model} on {data_label}, reduced scale", "",
-             f"Command: `.venv/bin/python benchmarks/layer_tickets.py --model {args.model} --train-subset "
-             f"{args.train_subset} --epochs {epochs} --removals {args.removals} --seeds {args.seeds} --dataset "
-             f"{args.dataset} --pad {args.pad}`; run on "
-             f"{datetime.date.today().isoformat()} on 2 CPU cores. Recipe: SGD 0.1, momentum 0.9, weight decay 1e-4, "
-             f"batch 128, {epochs} epochs on {args.train_subset} training images (lr ×0.1 at 50% and 75%), {args.val_size} "
-             f"validation images and {'all' if args.test_subset == '0' else 'the first ' + args.test_subset} test images; "
-             "every stage keeps ≥ 1 block. Filter tickets: SNIP filter "
-             "scores, matched to the GraSP layer ticket's number of convolution filters. *Speedup (clean)* is the "
-             "ratio of median training-step times measured in one process, interleaved; *speedup (runs)* divides "
-             "the recorded optimization time of the runs themselves (noisier: parallel processes). Energy = time × "
-             "65 W, an estimate.", "", "## What the data shows", ""]
-    for p in removals:
-        g, r, f = layers[("grasp", p)], layers[("random", p)], filters[p]
-        within = abs(g["test_accuracy"] - dense_acc) <= dense_std or g["test_accuracy"] >= dense_acc
-        fast = ratios[("grasp", p)] >= 1.2
-        ahead_random = g["test_accuracy"] > r["test_accuracy"]
-        ahead_filters = g["test_accuracy"] > f["test_accuracy"]
-        verdict = "met" if within and fast and ahead_random and ahead_filters else "not met"
-        lines.append(f"- **p = {p}: GraSP layer ticket within one std of dense at ≥ 1.2× speedup, ahead of random "
-                     f"removal and matched filter tickets: {verdict}.** {100 * g['test_accuracy']:.2f} ± "
-                     f"{100 * g['test_accuracy_std']:.2f}% vs dense {100 * dense_acc:.2f} ± {100 * dense_std:.2f}% "
-                     f"({'within' if within else 'outside'} one std), clean speedup {ratios[('grasp', p)]:.2f}×, random "
-                     f"{100 * r['test_accuracy']:.2f}%, filter ticket {100 * f['test_accuracy']:.2f}%.")
-    lines += ["", "## Accuracy and cost (mean ± std over seeds)", "",
-              "| ticket | test acc % | params | FLOPs saved | speedup (clean) | speedup (runs) | energy Wh (est.) |",
-              "|---|---|---|---|---|---|---|",
-              f"| dense | {100 * dense_acc:.2f} ± {100 * dense_std:.2f} | {first['dense_parameters']:,.0f} | — | 1.00 | 1.00 | "
-              f"{first['dense_energy_wh_estimate']:.3f} |"]
-    for (c, p), r in layers.items():
-        clean = f"{ratios[(c, p)]:.2f}" if (c, p) in ratios else "—"
-        lines.append(f"| layers {c} p={p} | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-                     f"{r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | {clean} | "
-                     f"{r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
-    for p, r in filters.items():
-        lines.append(f"| filters (match p={p}) | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
-                     f"{r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | {ratios[('filters', p)]:.2f} | "
-                     f"{r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
-    lines += ["", "## Robustness (seed 0): accuracy % under corruption, ticket − dense in pp", "",
-              "| corruption | severity | " + " | ".join(robust) + " |", "|---|---|" + "---|" * len(robust)]
-    rows = next(iter(robust.values()))["rows"]
-    for i, row in enumerate(rows):
-        cells = [f"{100 * r['rows'][i]['ticket']:.1f} ({100 * (r['rows'][i]['ticket'] - r['rows'][i]['dense']):+.1f})"
-                 for r in robust.values()]
-        lines.append(f"| {row['corruption']} | {row['severity']} | " + " | ".join(cells) + " |")
-    deltas = [r["rows"][i]["ticket"] - r["rows"][i]["dense"] for r in robust.values() for i in range(1, len(rows))]
-    mean_delta = mean_std(deltas)[0]
-    lines += ["", f"Mean difference to dense over all corrupted and shifted sets: {100 * mean_delta:+.2f} pp."]
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "report.md", "\n".join(lines) + "\n")
-    write_json(out / "results.json", {"layers": {f"{c}-{p}": r for (c, p), r in layers.items()},
-                                      "filters": {str(p): r for p, r in filters.items()},
-                                      "clean_speedups": {f"{c}-{p}": v for (c, p), v in ratios.items()},
-                                      "robustness": robust})
+    if args.report_only:
+        results = json.loads((out / "results.json").read_text())
+    else:
+        epochs = args.epochs
+        common = ["--dataset", args.dataset, "--pad", args.pad, "--train-subset", args.train_subset, "--val-size",
+                  args.val_size, "--test-subset", args.test_subset, "--model", args.model, "--optimizer", "sgd", "--lr",
+                  "0.1", "--momentum", "0.9", "--weight-decay", "1e-4", "--batch-size", "128", "--steps", f"{epochs}ep",
+                  "--milestones", f"{max(1, epochs // 2)}ep,{max(1, 3 * epochs // 4)}ep", "--eval-every", "1ep",
+                  "--seeds", args.seeds, "--workers", args.workers, "--quiet", "--min-per-stage", "1",
+                  "--runs-dir", args.runs_dir]
+        results = {"date": datetime.date.today().isoformat(), **measure(args, common, removals)}
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "results.json", results)
+    write_report(results, args, removals, out)
     print(f"report: {out / 'report.md'}")
 
 
