@@ -69,9 +69,10 @@ def measure(args, common: list, removals: list[int]) -> dict:
     dense_ticket = layers[("grasp", removals[0])]["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
     ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)]["tickets"][0]) for p in removals}
     ratios.update({f"filters-{p}": step_time_ratio(dense_ticket, filters[p]["tickets"][0]) for p in removals})
-    robust = {name: run_json(["robustness", ticket]) for name, ticket in
-              [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals]
-              + [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]}
+    compared = [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals] + \
+               [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]
+    robust = {"labels": [name for name, _ in compared],
+              **run_json(["robustness", *(ticket for _, ticket in compared)])}
     return {"layers": {f"{c}-{p}": r for (c, p), r in layers.items()}, "filters": {str(p): r for p, r in filters.items()},
             "clean_speedups": ratios, "robustness": robust}
 
@@ -154,16 +155,20 @@ def write_report(results: dict, args, removals: list[int], out: Path) -> None:
     lines += ["", f"Blocks are named stage.block (stage 0 has 16 channels, stage 2 has 64); the first block of "
               "stages 1 and 2 changes shape and is never removed.", "",
               f"## Robustness (seed {seed}): accuracy % under corruption, ticket − dense in pp", "",
-              "| corruption | severity | " + " | ".join(robust) + " |", "|---|---|" + "---|" * len(robust)]
-    rows = next(iter(robust.values()))["rows"]
-    for i, row in enumerate(rows):
-        cells = [f"{100 * r['rows'][i]['ticket']:.1f} ({100 * (r['rows'][i]['ticket'] - r['rows'][i]['dense']):+.1f})"
-                 for r in robust.values()]
-        lines.append(f"| {row['corruption']} | {row['severity']} | " + " | ".join(cells) + " |")
-    deltas = [r["rows"][i]["ticket"] - r["rows"][i]["dense"] for r in robust.values() for i in range(1, len(rows))]
+              "| corruption | severity | dense | " + " | ".join(robust["labels"]) + " |",
+              "|---|---|---|" + "---|" * len(robust["labels"])]
+    rows = robust["rows"]
+    for row in rows:
+        cells = [f"{100 * acc:.1f} ({100 * (acc - row['dense']):+.1f})" for acc in row["tickets"]]
+        lines.append(f"| {row['corruption']} | {row['severity']} | {100 * row['dense']:.1f} | " + " | ".join(cells) + " |")
+    groups = {"GraSP layer tickets": "grasp", "filter tickets": "filters"}
+    mean_delta = {group: mean_std([row["tickets"][i] - row["dense"] for row in rows[1:]
+                                   for i, label in enumerate(robust["labels"]) if label.startswith(prefix)])[0]
+                  for group, prefix in groups.items()}
     dense_rows = {(row["corruption"], row["severity"]): row["dense"] for row in rows}
     chance = [f"{name} {severity}" for (name, severity), acc in dense_rows.items() if acc < 0.15]
-    lines += ["", f"Mean difference to dense over all corrupted and shifted sets: {100 * mean_std(deltas)[0]:+.2f} pp.",
+    lines += ["", "Mean difference to dense over all corrupted and shifted sets: "
+              + ", ".join(f"{group} {100 * delta:+.2f} pp" for group, delta in mean_delta.items()) + ".",
               f"Dense accuracy on the clean set: {100 * dense_rows[('clean', 0)]:.1f}%; sets where the dense network "
               f"is below 15% (near chance, so they do not tell the networks apart): {', '.join(chance) or 'none'}."]
     out.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,13 @@ def test_layers_filters_and_robustness_commands(cli, tmp_path, one_thread):
     assert robust.code == 0, robust.err
     rows = robust.json()["rows"]
     assert rows[0]["corruption"] == "clean" and len(rows) == 18
-    assert all(0 <= r["ticket"] <= 1 and 0 <= r["dense"] <= 1 for r in rows)
+    assert all(0 <= r["tickets"][0] <= 1 and 0 <= r["dense"] <= 1 for r in rows)
+    both = cli("robustness", result["tickets"][0], filters.json()["tickets"][0], "--json")
+    assert both.code == 0, both.err  # a layer and a filter ticket of seed 0 share the dense network
+    assert [r["tickets"][0] for r in both.json()["rows"]] == [r["tickets"][0] for r in rows]
+    assert [r["dense"] for r in both.json()["rows"]] == [r["dense"] for r in rows]
+    seeds = cli("robustness", *result["tickets"])
+    assert seeds.code == 2 and "different dense networks" in seeds.err
 
     bad = cli("layers", *TINY, "--remove", "9", "--runs-dir", tmp_path / "bad")
     assert bad.code == 2 and "--remove 9 is impossible" in bad.err and not (tmp_path / "bad").exists()

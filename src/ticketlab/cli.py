@@ -413,11 +413,14 @@ def cmd_frontier(args) -> int:
 
 def cmd_robustness(args) -> int:
     from ticketlab.layer_jobs import robustness_job
-    result = robustness_job(args.ticket, args.dense, args.data_root, args.seed)
-    lines = [f"{'corruption':16s} {'severity':>8s} {'ticket':>8s} {'dense':>8s} {'delta':>8s}"]
+    result = robustness_job(args.tickets, args.dense, args.data_root, args.seed)
+    labels = [f"T{i + 1}" for i in range(len(result["tickets"]))]
+    lines = [f"{label}: {path}" for label, path in zip(labels, result["tickets"])] + [f"dense: {result['dense']}"]
+    lines.append(f"{'corruption':16s} {'severity':>8s} {'dense':>8s} "
+                 + " ".join(f"{label:>8s} {'Δ':>7s}" for label in labels))
     for row in result["rows"]:
-        lines.append(f"{row['corruption']:16s} {row['severity']:8d} {100 * row['ticket']:8.2f} {100 * row['dense']:8.2f} "
-                     f"{100 * (row['ticket'] - row['dense']):+8.2f}")
+        lines.append(f"{row['corruption']:16s} {row['severity']:8d} {100 * row['dense']:8.2f} "
+                     + " ".join(f"{100 * acc:8.2f} {100 * (acc - row['dense']):+7.2f}" for acc in row["tickets"]))
     emit(args, result, "\n".join(lines))
     return 0
 
@@ -759,9 +762,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("robustness", cmd_robustness, "accuracy on corrupted and shifted test sets, ticket vs dense",
                   "Gaussian noise, blur and contrast at severities 1-5 and a translated test set, as batched tensor "
-                  "ops; the ticket next to its dense network (recorded in layer and filter tickets, or --dense).")
-    sub.add_argument("ticket", help="ticket file")
-    sub.add_argument("--dense", default=None, help="ticket file of the dense network (default: the one the ticket records)")
+                  "ops; the tickets next to their dense network (recorded in layer and filter tickets, or --dense), "
+                  "which is evaluated once for all of them.")
+    sub.add_argument("tickets", nargs="+", metavar="TICKET", help="ticket files, made on the same data")
+    sub.add_argument("--dense", default=None,
+                     help="ticket file of the dense network (default: the one the tickets record)")
     sub.add_argument("--data-root", default=None, help="folder holding datasets")
     sub.add_argument("--seed", type=int, default=0, help="seed of the noise and shift draws")
     sub.add_argument("--json", action="store_true", help="print exactly one JSON object with the results on stdout")

@@ -161,21 +161,34 @@ def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
     return {**base, "filters": FilterConfig(criterion=criterion, target_filters=conv_filters(small))}
 
 
-def robustness_job(ticket_path: str, dense_path: str | None, data_root: str | None, seed: int) -> dict:
+def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: str | None, seed: int) -> dict:
+    """Every ticket and one dense network on the same clean, corrupted and shifted test sets (the dense
+    network is evaluated once however many tickets are compared with it)."""
     from ticketlab.config import DataConfig
     from ticketlab.deploy.export import ticket_model
     from ticketlab.jobs import load_data_config
     from ticketlab.robustness import robustness_table
-    ticket = load_ticket(ticket_path)
-    dense_path = dense_path or ticket.info.get("dense_ticket")
+    tickets = [load_ticket(path) for path in ticket_paths]
     if dense_path is None:
-        raise TicketlabError(f"{ticket_path} does not record its dense network; give one with --dense TICKET")
+        recorded = {ticket.info.get("dense_ticket") for ticket in tickets}
+        if None in recorded:
+            raise TicketlabError("a ticket does not record its dense network; give one with --dense TICKET")
+        if len(recorded) > 1:
+            raise TicketlabError("the tickets record different dense networks (e.g. other seeds); compare them in "
+                                 "separate calls or give one with --dense TICKET")
+        dense_path = recorded.pop()
     if not Path(dense_path).exists():
         raise TicketlabError(f"the dense ticket {dense_path} does not exist; give one with --dense TICKET")
-    data_cfg = DataConfig(**ticket.info["data_config"])
+    data_configs = [ticket.info["data_config"] for ticket in tickets]
+    if any(config != data_configs[0] for config in data_configs):
+        raise TicketlabError("the tickets were made on different data; compare them in separate calls")
+    data_cfg = DataConfig(**data_configs[0])
     if data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
     data = load_data_config(data_cfg)
-    models = {"ticket": ticket_model(ticket), "dense": ticket_model(load_ticket(dense_path))}
+    models = {"dense": ticket_model(load_ticket(dense_path)),
+              **{index: ticket_model(ticket) for index, ticket in enumerate(tickets)}}
     rows = robustness_table(models, data.test_x, data.test_y, seed)
-    return {"ticket": ticket_path, "dense": dense_path, "rows": rows}
+    return {"tickets": list(ticket_paths), "dense": dense_path,
+            "rows": [{"corruption": row["corruption"], "severity": row["severity"], "dense": row["dense"],
+                      "tickets": [row[index] for index in range(len(tickets))]} for row in rows]}
