@@ -113,7 +113,16 @@ def findings(layers: dict, filters: dict, ratios: dict, removals: list[int], den
                  f"{len(ahead)} of {len(removals)} removals ({', '.join(f'p = {p}' for p in ahead) or 'none'}); "
                  "the filter tickets' clean speedups are " + ", ".join(f"{ratios[f'filters-{p}']:.2f}×" for p in removals)
                  + " against the layer tickets' " + ", ".join(f"{ratios[f'grasp-{p}']:.2f}×" for p in removals) + ".")
+    stds = sorted(r["test_accuracy_std"] for r in [*layers.values(), *filters.values()])
+    median_std = stds[len(stds) // 2]
+    lines.append(f"- Seed spread: dense ± {100 * dense_std:.2f} pp, tickets' median ± {100 * median_std:.2f} pp; "
+                 f"differences between methods smaller than about {100 * median_std:.1f} pp are not resolved by "
+                 f"{len(next(iter(layers.values()))['per_seed'])} seeds at this scale.")
     return lines
+
+
+def per_seed(result: dict, key: str = "test_accuracy") -> str:
+    return " / ".join(f"{100 * result['per_seed'][seed][key]:.1f}" for seed in sorted(result["per_seed"], key=int))
 
 
 def write_report(results: dict, args, removals: list[int], out: Path) -> None:
@@ -137,19 +146,21 @@ def write_report(results: dict, args, removals: list[int], out: Path) -> None:
              "standard deviation over seeds.", "", "## What the data shows", ""]
     lines += findings(layers, filters, ratios, removals, dense_acc, dense_std)
     lines += ["", "## Accuracy and cost (mean ± std over seeds)", "",
-              f"| ticket | removed blocks (seed {seed}) | test acc % | params | FLOPs saved | speedup (clean) | "
+              f"| ticket | removed blocks (seed {seed}) | test acc % | per seed % | params | FLOPs saved | speedup (clean) | "
               "speedup (runs) | energy Wh (est.) |",
-              "|---|---|---|---|---|---|---|---|",
-              f"| dense | — | {100 * dense_acc:.2f} ± {100 * dense_std:.2f} | {first['dense_parameters']:,.0f} | — | 1.00 | "
-              f"1.00 | {first['dense_energy_wh_estimate']:.3f} |"]
+              "|---|---|---|---|---|---|---|---|---|",
+              f"| dense | — | {100 * dense_acc:.2f} ± {100 * dense_std:.2f} | {per_seed(first, 'dense_test_accuracy')} | "
+              f"{first['dense_parameters']:,.0f} | — | 1.00 | 1.00 | {first['dense_energy_wh_estimate']:.3f} |"]
     for key, r in layers.items():
         c, p = key.split("-")
         clean = f"{ratios[key]:.2f}" if key in ratios else "—"
         lines.append(f"| layers {c} p={p} | {removed_blocks(r, seed)} | {100 * r['test_accuracy']:.2f} ± "
-                     f"{100 * r['test_accuracy_std']:.2f} | {r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | "
+                     f"{100 * r['test_accuracy_std']:.2f} | {per_seed(r)} | {r['ticket_parameters']:,.0f} | "
+                     f"{100 * r['flops_saved']:.1f}% | "
                      f"{clean} | {r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
     for p, r in filters.items():
         lines.append(f"| filters (match p={p}) | — | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+                     f"{per_seed(r)} | "
                      f"{r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | {ratios[f'filters-{p}']:.2f} | "
                      f"{r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
     lines += ["", f"Blocks are named stage.block (stage 0 has 16 channels, stage 2 has 64); the first block of "
