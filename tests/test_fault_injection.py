@@ -52,3 +52,22 @@ def test_random_sigkills_then_resume_give_the_uninterrupted_results(cli, tmp_pat
         else:
             assert run_files[name] == content, name
     assert not list(runs.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_reopening_a_run_removes_only_the_temp_files_of_killed_writers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ticketlab.config import ModelConfig
+    from ticketlab.runs import open_run
+    configs = {"model": ModelConfig(model="mlp_32_16")}
+    run_dir = open_run(tmp_path, "train", configs)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = run_dir / "seed-0" / f".checkpoint.safetensors.{int(dead.stdout)}.abc123.tmp"
+    live = run_dir / "seed-0" / f".metrics.jsonl.{os.getpid()}.def456.tmp"
+    killed.parent.mkdir(parents=True)
+    killed.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    assert open_run(tmp_path, "train", configs) == run_dir
+    assert not killed.exists() and live.exists()

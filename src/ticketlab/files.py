@@ -47,7 +47,8 @@ def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
 
 def _write_atomically(path: Path, data: bytes, mode: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name lets a later run tell a killed writer's leftover from a live write.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
@@ -59,6 +60,25 @@ def _write_atomically(path: Path, data: bytes, mode: int | None) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temp files of writers that were killed mid-write (their pid no longer runs)."""
+    for tmp in directory.rglob(".*.tmp"):
+        parts = tmp.name.split(".")
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+        if pid is not None and not _running(pid):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ticketlab.config import config_hash, identity_values, to_dict
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json
+from ticketlab.files import read_json, remove_stale_temporaries, write_json
 
 
 def run_dir_for(runs_dir: str | Path, kind: str, configs: dict[str, object]) -> Path:
@@ -26,6 +26,7 @@ def open_run(runs_dir: str | Path, kind: str, configs: dict[str, object]) -> Pat
         stored = read_json(config_file)
         if {"kind": stored.get("kind"), "identity": stored.get("identity")} != wanted:
             raise TicketlabError(f"{run_dir} holds a run with another config; move it away or use another --runs-dir")
+        remove_stale_temporaries(run_dir)  # a resumed run: clear what killed writers left behind
     else:
         write_json(config_file, {**wanted, "config": to_dict(configs)})
     return run_dir
