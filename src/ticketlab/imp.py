@@ -60,7 +60,7 @@ def retrain_config(setup: ImpSetup) -> TrainConfig:
     """The recipe for levels after 0: the dense one, except fine-tuning runs at the final lr throughout."""
     if setup.prune_cfg.retrain != "finetune":
         return setup.train_cfg
-    final = Schedule.of(setup.train_cfg, len(setup.data.train_y)).final_lr(setup.train_cfg)
+    final = Schedule.of(setup.train_cfg, len(setup.data.train_y)).final_lr()
     return replace(setup.train_cfg, lr=final, milestones="", warmup="0it")
 
 

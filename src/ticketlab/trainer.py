@@ -49,12 +49,14 @@ COUNTERS = ("loss_sum", "correct", "seen", "train_examples")  # summed over rank
 
 @dataclass
 class Schedule:
-    """A TrainConfig resolved to iterations for one dataset."""
+    """A TrainConfig resolved to iterations for one dataset, and its learning rate at every iteration."""
     iterations_per_epoch: int
     total: int
     milestones: list[int]
     warmup: int
     eval_every: int
+    base_lr: float = 0.1
+    gamma: float = 0.1
 
     @classmethod
     def of(cls, cfg: TrainConfig, num_train: int) -> "Schedule":
@@ -66,17 +68,19 @@ class Schedule:
         if every < 1:
             raise TicketlabError(f"--eval-every {cfg.eval_every} is zero iterations; give a positive interval")
         return cls(ipe, total, sorted(to_iteration_list(cfg.milestones, ipe, "milestone")),
-                   to_iterations(cfg.warmup, ipe, "warmup"), every)
+                   to_iterations(cfg.warmup, ipe, "warmup"), every, cfg.lr, cfg.gamma)
 
-    def final_lr(self, cfg: TrainConfig) -> float:
-        """The learning rate the schedule ends at (used by the fine-tuning baseline)."""
-        return cfg.lr * cfg.gamma ** sum(1 for m in self.milestones if m < self.total)
+    def learning_rate(self, iteration: int) -> float:
+        """The lr of the optimizer step taken at `iteration` (0-based): a pure function of the iteration, so a
+        run started, rewound or resumed at any point, a milestone included, uses the uninterrupted run's lr.
+        A milestone m decays the lr from step m on; warm-up scales steps 0 .. warmup-1 linearly."""
+        decays = sum(1 for m in self.milestones if m <= iteration)
+        factor = (iteration + 1) / self.warmup if 0 < self.warmup and iteration < self.warmup else 1.0
+        return self.base_lr * self.gamma ** decays * factor
 
-    def lr_factor(self, iteration: int) -> float:
-        factor = 1.0
-        if self.warmup > 0 and iteration < self.warmup:
-            factor = (iteration + 1) / self.warmup
-        return factor
+    def final_lr(self) -> float:
+        """The learning rate the schedule ends at, without warm-up (used by the fine-tuning baseline)."""
+        return self.base_lr * self.gamma ** sum(1 for m in self.milestones if m < self.total)
 
 
 class TrainingBatches:
@@ -112,8 +116,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise TicketlabError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, adam")
 
 
-def learning_rate(cfg: TrainConfig, schedule: Schedule, iteration: int, gamma_steps: int) -> float:
-    return cfg.lr * (cfg.gamma ** gamma_steps) * schedule.lr_factor(iteration)
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 @torch.inference_mode()
@@ -219,12 +224,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
 
     started = time.perf_counter()
     first = state["iteration"]
-    gamma_steps = sum(1 for m in schedule.milestones if m <= first)
-    lr = learning_rate(cfg, schedule, first, gamma_steps)
     if first == start_iteration and not state["metrics"]:
         if snapshot_at == first:
             snapshot()
-        record(first, lr)
+        record(first, schedule.learning_rate(first))
     model.train()
     forward = model if world == 1 else distributed.data_parallel(model, device)
     batches = TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, data_seed, augment)
@@ -240,11 +243,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
             x, y = distributed.shard(x), distributed.shard(y)
 
         step_started = time.perf_counter()
-        if iteration in schedule.milestones:
-            gamma_steps += 1
-        lr = learning_rate(cfg, schedule, iteration, gamma_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = schedule.learning_rate(iteration)
+        set_learning_rate(optimizer, lr)
         logits = forward(x)
         if world == 1:
             loss = F.cross_entropy(logits, y)

@@ -32,7 +32,7 @@ from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.progressive import SparseState, progressive_density
 from ticketlab.supertickets.shrink import (architecture_scales, l1_penalty, live_channels, proximal_l1_,
                                            remap_optimizer, shrink_)
-from ticketlab.trainer import Schedule, TrainingBatches, build_optimizer, evaluate, learning_rate
+from ticketlab.trainer import Schedule, TrainingBatches, build_optimizer, evaluate, set_learning_rate
 
 
 @dataclass
@@ -91,17 +91,13 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
              revived=stats["revived"])
 
     batches = TrainingBatches(data.train_x, data.train_y, cfg.batch_size, ipe, data_seed, augment)
-    gamma_steps = 0
     model.train()
     progress = tqdm(total=schedule.total, desc=label, disable=quiet or not sys.stderr.isatty(), leave=False,
                     dynamic_ncols=True)
     for iteration in range(schedule.total):
         x, y = batches.at(iteration)
-        if iteration in schedule.milestones:
-            gamma_steps += 1
-        lr = learning_rate(cfg, schedule, iteration, gamma_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = schedule.learning_rate(iteration)
+        set_learning_rate(optimizer, lr)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
