@@ -214,6 +214,7 @@ def cmd_train_ticket(args) -> int:
     from ticketlab.files import read_json, write_json
     from ticketlab.jobs import load_data_config
     from ticketlab.pai_jobs import train_ticket_file
+    from ticketlab.runs import open_dir
     from ticketlab.ticket import load_ticket, read_metadata
     ticket = load_ticket(args.ticket)
     if "train_config" not in ticket.info or "data_config" not in ticket.info:
@@ -230,6 +231,7 @@ def cmd_train_ticket(args) -> int:
         result = read_json(out_dir / "result.json")
     else:
         data = load_data_config(data_cfg)
+        open_dir(out_dir)
         summary = train_ticket_file(Path(args.ticket), out_dir, data, args.quiet or args.json, train_cfg=train_cfg)
         result = {"run_dir": str(out_dir), "ticket": str(out_dir / "ticket.safetensors"), "density": ticket.mask.density(),
                   "summary": summary}

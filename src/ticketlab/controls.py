@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
+from ticketlab.files import read_safetensors
 from ticketlab.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
@@ -31,7 +31,7 @@ MASK_CONTROLS = ("shuffle-layerwise", "random-global")  # change the mask, keep 
 
 def control_mask_and_weights(kind: str, setup: ImpSetup, seed_dir: Path, level: int,
                              mask: Mask) -> tuple[Mask, dict[str, torch.Tensor]]:
-    theta_k = load_file(str(seed_dir / "level-0" / REWIND))
+    theta_k = read_safetensors(seed_dir / "level-0" / REWIND)[0]
     seed = derive_seed(setup.seed, f"control:{kind}:{level}")
     if kind in ("random-reinit", "random-reinit-sign"):
         fresh = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=seed)

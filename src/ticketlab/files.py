@@ -5,15 +5,19 @@ An interrupted run therefore never leaves a half-written file that looks complet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from ticketlab import distributed
+from ticketlab.errors import TicketlabError
 
 
 def _default_mode() -> int:
@@ -94,11 +98,85 @@ def write_jsonl(path: str | Path, records: list[dict]) -> None:
 
 
 def read_json(path: str | Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file ticketlab wrote; a damaged one is a one-line error saying how to recover."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
+        raise TicketlabError(f"{path} is damaged ({reason}); restore it, or delete it and run the command again "
+                             "to recompute it") from None
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and string metadata of a safetensors file ticketlab wrote (any path, non-UTF-8 ones
+    included); a damaged file is a one-line error saying how to recover."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return safetensors_load(data), safetensors_metadata(data)
+    except FileNotFoundError:
+        raise
+    except (OSError, SafetensorError, ValueError, RuntimeError) as exc:
+        raise TicketlabError(f"{path} is damaged ({_short(exc)}); delete it and run the command again to recompute "
+                             "it") from None
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of safetensors bytes (8-byte little-endian header length, then the JSON header)."""
+    header_len = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or not 0 < header_len <= len(data) - 8:
+        raise ValueError("not a safetensors file (bad header length)")
+    header = json.loads(data[8:8 + header_len])
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("not a safetensors file (bad metadata)")
+    return metadata
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     # safetensors refuses non-contiguous or shared-storage tensors; clone cheaply only where needed.
     clean = {k: (v if v.is_contiguous() else v.contiguous()).detach().cpu() for k, v in tensors.items()}
     write_bytes(path, safetensors_bytes(clean, metadata=metadata))
+
+
+# Checked safetensors files (tickets, compact and dense exports): one metadata entry holds a JSON object
+# whose "checksum" is the SHA-256 of everything else in the file, so any edit, metadata included, shows.
+def write_checked_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], key: str, meta: dict) -> None:
+    clean = {k: (v if v.is_contiguous() else v.contiguous()).detach().cpu() for k, v in tensors.items()}
+    meta = {k: v for k, v in meta.items() if k != "checksum"}
+    meta["checksum"] = content_checksum(safetensors_bytes(clean, metadata={key: json.dumps(meta, sort_keys=True)}), key)
+    write_bytes(path, safetensors_bytes(clean, metadata={key: json.dumps(meta, sort_keys=True)}))
+
+
+def checked_metadata(data: bytes, key: str) -> dict | None:
+    """The JSON object under metadata `key` of safetensors bytes (None when there is none), unverified."""
+    try:
+        meta = json.loads(safetensors_metadata(data)[key])
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def verify_checksum(data: bytes, key: str, meta: dict) -> bool:
+    return isinstance(meta.get("checksum"), str) and content_checksum(data, key) == meta["checksum"]
+
+
+def content_checksum(data: bytes, key: str) -> str:
+    """SHA-256 of safetensors bytes but the checksum itself: the header (tensor names, dtypes, shapes, offsets
+    and all metadata, as canonical JSON with metadata `key` parsed and its "checksum" left out), then the
+    tensor bytes."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    extra = dict(header.get("__metadata__") or {})
+    meta = {k: v for k, v in json.loads(extra[key]).items() if k != "checksum"}
+    canonical = {**header, "__metadata__": {**extra, key: meta}}
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(data[8 + size:])
+    return digest.hexdigest()

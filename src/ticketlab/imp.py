@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from safetensors.torch import load_file
 
 from ticketlab import distributed
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, density_schedule, derive_seed, num_levels
 from ticketlab.data import Dataset
-from ticketlab.files import write_safetensors
+from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import create_model, model_from_architecture
 from ticketlab.pruning import magnitude_prune
@@ -109,7 +108,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             # Data-parallel ranks must train the same ticket; a difference here would otherwise go unnoticed.
             distributed.all_equal_hash(f"mask level {level}", distributed.tensor_bytes(mask.packed()))
             if setup.prune_cfg.retrain == "rewind":
-                start_state = load_file(str(seed_dir / "level-0" / REWIND))
+                start_state = read_safetensors(seed_dir / "level-0" / REWIND)[0]
             else:
                 start_state = {name: value.clone() for name, value in model.state_dict().items()}
             model = model_from_architecture(architecture)
@@ -121,7 +120,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
                         snapshot_at=k if level == 0 else None, optimizer_state=optimizer_state,
                         quiet=setup.quiet, label=f"level {level}")
         if start_state is None:
-            start_state = load_file(str(level_dir / REWIND))
+            start_state = read_safetensors(level_dir / REWIND)[0]
         ticket_path = level_dir / TICKET
         if not ticket_path.exists():
             init_state = {name: value * mask[name] if name in mask.tensors else value

@@ -28,7 +28,7 @@ from ticketlab.imp import TICKET, ImpSetup, run_imp
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
 from ticketlab.report import load_run, write_report
-from ticketlab.runs import open_run, run_dir_for
+from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
 
@@ -216,6 +216,7 @@ def run_control_job(path: str, kind: str, levels_spec: str, seeds: list[int] | N
         finished = [r["level"] for r in level_records(available_seeds[seed])]
         levels[seed] = parse_levels(levels_spec, finished)
     load_data(configs)  # check the data is there before training anything
+    open_dir(run_dir)
     chosen = levels[seeds[0]]
     per_seed = run_seeds(control_seed, seeds, workers or default_workers(seeds), run_dir, kind, configs, chosen, quiet)
     rows = [row for seed in seeds for row in per_seed[seed]]

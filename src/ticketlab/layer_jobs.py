@@ -145,6 +145,7 @@ def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, qu
         choose_filters({p: torch.zeros(b.conv1.out_channels) for p, b in blocks(model)},
                        conv_filters(model) - configs["filters"].target_filters)
     run_dir = open_run(runs_dir, kind, configs)
+    open_run(runs_dir, "train", {k: configs[k] for k in DENSE_SECTIONS})  # the dense runs the seed workers share
     per_seed = run_seeds(layer_seed if kind == "layers" else filter_seed, seeds, workers, configs, runs_dir, quiet)
     return {"kind": kind, "run_dir": str(run_dir), "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds},
             "tickets": [per_seed[s]["ticket"] for s in seeds], **summarize(per_seed, seeds, power_watts)}

@@ -17,12 +17,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from safetensors.torch import load_file
 
 from ticketlab.aggregate import mean_std
 from ticketlab.config import PruneConfig, density_schedule, derive_seed
 from ticketlab.errors import TicketlabError
-from ticketlab.files import write_json
+from ticketlab.files import read_safetensors, write_json
 from ticketlab.models import create_model
 from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
@@ -92,7 +91,7 @@ def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
     alive = load_ticket(previous / TICKET).mask
     params = dict(model.named_parameters())
     inverted = keep_top_k({n: -params[n].detach().abs() for n in alive.names()}, alive, ticket.mask.num_kept())
-    theta_k = load_file(str(seed_dir / "level-0" / REWIND))
+    theta_k = read_safetensors(seed_dir / "level-0" / REWIND)[0]
     out["invert"] = train_ticket_file(level_dir / TICKET, level_dir / "ablation-invert", data, quiet, mask=inverted,
                                       weights=theta_k, label=f"seed {seed} invert")["test_accuracy"]
     return out

@@ -23,6 +23,7 @@ from ticketlab.files import read_json, write_json
 from ticketlab.models import model_from_architecture
 from ticketlab.steps import to_iterations
 from ticketlab.report import pyplot, save_figure
+from ticketlab.runs import open_dir
 from ticketlab.ticket import load_ticket, read_metadata
 from ticketlab.trainer import Schedule, evaluate, load_final_weights, train
 
@@ -63,6 +64,7 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
     run_dir = Path(runs_dir) / ("stability-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10])
     if (run_dir / RESULT).exists():
         return read_json(run_dir / RESULT)
+    open_dir(run_dir)
 
     base_seed = info.get("data_seed", derive_seed(seed, "data"))
     model = model_from_architecture(ticket.architecture)

@@ -3,25 +3,32 @@
 A ticket file is safetensors holding the mask as packed bits (`mask/<name>`), the rewind weights θ_k
 as a full state_dict (`init/<key>`), optionally the trained weights (`trained/<key>`), and JSON
 metadata under the key "ticketlab": format version, architecture spec, dataset, method, seeds,
-rewind step, overall and per-layer density, and a SHA-256 checksum of every stored tensor.
+rewind step, overall and per-layer density, and a SHA-256 checksum of the whole content (every
+tensor, the header that locates them and all metadata), so any edit is refused on load. Timings
+(keys ending in `seconds` or `speedup`) are measurements of one machine, not content: they live in
+`<stem>.timings.json` beside the ticket, so identical runs give byte-identical ticket files and a
+ticket's checksum names its content. docs/format.md describes the layout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as safetensors_load
 
+from ticketlab.config import DataConfig, TrainConfig
 from ticketlab.errors import TicketlabError
-from ticketlab.files import write_safetensors
+from ticketlab.files import (checked_metadata, read_json, verify_checksum, write_checked_safetensors,
+                             write_json)
 from ticketlab.mask import Mask
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers metadata and header too; timings moved beside the file
+METADATA_KEY = "ticketlab"
+DERIVED = ("format_version", "architecture", "density", "layers", "kept", "prunable", "mask_shapes", "checksum")
 
 
 @dataclass
@@ -45,59 +52,173 @@ class Ticket:
         }
 
     def save(self, path: str | Path) -> None:
+        """Write the ticket atomically; its timings first, beside it, so a ticket present is a ticket complete."""
+        path = Path(path)
         tensors = {f"mask/{n}": t for n, t in self.mask.packed().items()}
         tensors.update({f"init/{k}": v for k, v in self.init_state.items()})
         if self.trained_state is not None:
             tensors.update({f"trained/{k}": v for k, v in self.trained_state.items()})
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        meta = self.metadata()
-        meta["checksum"] = _checksum(tensors)
-        write_safetensors(path, tensors, {"ticketlab": json.dumps(meta, sort_keys=True)})
+        meta, timings = split_timings(self.metadata())
+        if timings:
+            write_json(timings_path(path), timings)
+        else:
+            timings_path(path).unlink(missing_ok=True)
+        write_checked_safetensors(path, tensors, METADATA_KEY, meta)
+
+
+def timings_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".timings.json")
+
+
+def is_timing(key: str) -> bool:
+    return key.endswith(("seconds", "speedup"))
+
+
+def split_timings(meta: dict) -> tuple[dict, dict]:
+    """(the metadata without timings, the timings alone), nested dicts followed."""
+    content, timings = {}, {}
+    for key, value in meta.items():
+        if is_timing(key):
+            timings[key] = value
+        elif isinstance(value, dict):
+            content[key], inner = split_timings(value)
+            if inner:
+                timings[key] = inner
+        else:
+            content[key] = value
+    return content, timings
+
+
+def _merge(meta: dict, timings: dict) -> dict:
+    out = dict(meta)
+    for key, value in timings.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read(path: str | Path) -> tuple[dict, bytes]:
+    """The checked metadata (timings merged back in) and the bytes of a ticket file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TicketlabError(f"ticket file {path} does not exist" if not path.exists() else
+                             f"{path} is not a file; give a ticket.safetensors file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TicketlabError(f"cannot read ticket file {path}: {exc.strerror}") from None
+    meta = checked_metadata(data, METADATA_KEY)
+    if meta is None:
+        raise TicketlabError(f"{path} is not a ticketlab ticket file (no ticket metadata); give a ticket.safetensors "
+                             "written by ticketlab")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise TicketlabError(f"{path} has ticket format version {meta.get('format_version')}, this ticketlab reads "
+                             f"version {FORMAT_VERSION}; re-create the ticket with this version")
+    if not verify_checksum(data, METADATA_KEY, meta):
+        raise TicketlabError(f"ticket file {path} is damaged or was edited (checksum mismatch); re-create it or "
+                             "restore a copy")
+    check_metadata(meta, path)
+    timings = timings_path(path)
+    if timings.is_file():
+        try:
+            stored = read_json(timings)
+        except TicketlabError:
+            stored = None
+        if isinstance(stored, dict):
+            meta = _merge(meta, stored)
+    return meta, data
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The ticket's metadata without loading its tensors."""
-    path = Path(path)
-    if not path.is_file():
-        raise TicketlabError(f"ticket file {path} does not exist")
-    try:
-        with open(path, "rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            if not 0 < header_len < 100_000_000:
-                raise ValueError
-            header = json.loads(f.read(header_len))
-        meta = json.loads(header["__metadata__"]["ticketlab"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise TicketlabError(f"{path} is not a ticketlab ticket file (no ticket metadata); give a ticket.safetensors written by ticketlab") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise TicketlabError(f"{path} has ticket format version {meta.get('format_version')}, this ticketlab reads version {FORMAT_VERSION}")
-    return meta
+    """The ticket's metadata, checked against its checksum, with its timings."""
+    return _read(path)[0]
 
 
 def load_ticket(path: str | Path) -> Ticket:
-    meta = read_metadata(path)
+    meta, data = _read(path)
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors = safetensors_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
         raise TicketlabError(f"ticket file {path} is damaged ({exc}); re-create it or restore a copy") from None
-    if _checksum(tensors) != meta.get("checksum"):
-        raise TicketlabError(f"ticket file {path} is damaged (checksum mismatch); re-create it or restore a copy")
     groups: dict[str, dict[str, torch.Tensor]] = {"mask": {}, "init": {}, "trained": {}}
     for key, value in tensors.items():
         group, _, name = key.partition("/")
-        groups.setdefault(group, {})[name] = value
-    mask = Mask.from_packed(groups["mask"], meta["mask_shapes"])
-    info = {k: v for k, v in meta.items() if k not in {"format_version", "architecture", "density", "layers", "kept", "prunable", "mask_shapes", "checksum"}}
+        if group not in groups:
+            raise TicketlabError(f"ticket file {path} holds an unknown tensor {key!r}; it was not written by ticketlab")
+        groups[group][name] = value
+    packed, shapes = groups["mask"], meta["mask_shapes"]
+    if set(packed) != set(shapes) or any(v.dtype != torch.uint8 or v.dim() != 1 for v in packed.values()):
+        raise TicketlabError(f"ticket file {path}: its mask tensors do not match its recorded mask shapes; it was not "
+                             "written by ticketlab")
+    mask = Mask.from_packed(packed, shapes)
+    info = {k: v for k, v in meta.items() if k not in DERIVED}
     ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info)
     check_ticket(ticket, path)
     return ticket
+
+
+# The metadata's fields and their JSON types; provenance fields are optional, derived ones required.
+_NUMBER = (int, float)
+_FIELDS = {
+    "format_version": int, "architecture": dict, "density": _NUMBER, "layers": dict, "kept": int, "prunable": int,
+    "mask_shapes": dict, "checksum": str,
+    "dataset": str, "data_config": dict, "train_config": dict, "method": str, "level": int, "seed": int,
+    "init_seed": int, "data_seed": int, "rewind_step": int, "retrain": str, "metrics": dict, "search_cost": dict,
+    "collapsed_layers": list, "pai": dict, "costs": dict, "dense_ticket": str, "original_architecture": dict,
+}
+
+
+def check_metadata(meta: dict, path) -> None:
+    """Every field a reader relies on is there with its type: a crafted file gets one line, not a traceback."""
+    def bad(what: str) -> TicketlabError:
+        return TicketlabError(f"ticket file {path}: metadata {what}; it was not written by ticketlab")
+
+    for key, kind in _FIELDS.items():
+        if key in DERIVED and key not in meta:
+            raise bad(f"field {key!r} is missing")
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise bad(f"field {key!r} has the wrong type ({type(value).__name__})")
+    arch = meta["architecture"]
+    shape = arch.get("input_shape")
+    if (not isinstance(arch.get("name"), str) or not _ints(shape, 1) or not _ints([arch.get("num_classes")], 1)):
+        raise bad("field 'architecture' needs a name, an input_shape of positive integers and num_classes")
+    if not meta["mask_shapes"] or not all(isinstance(k, str) and _ints(v, 0) for k, v in meta["mask_shapes"].items()):
+        raise bad("field 'mask_shapes' must map layer names to shapes")
+    for key in ("metrics", "search_cost"):
+        for name, value in meta.get(key, {}).items():
+            if value is not None and not isinstance(value, (*_NUMBER, dict)) or isinstance(value, bool):
+                raise bad(f"{key}.{name} is not a number")
+    for key, cls in (("train_config", TrainConfig), ("data_config", DataConfig)):
+        if key in meta:
+            recorded_config(meta, key, cls, path)
+
+
+def recorded_config(meta: dict, key: str, cls, path):
+    """The TrainConfig or DataConfig a ticket records, or one line saying why it cannot be used."""
+    try:
+        return cls(**meta[key])
+    except TypeError as exc:
+        raise TicketlabError(f"ticket file {path}: its {key} does not match this ticketlab's options ({exc})") from None
+    except TicketlabError as exc:
+        raise TicketlabError(f"ticket file {path}: its {key} is invalid ({exc})") from None
+
+
+def _ints(values, least: int) -> bool:
+    return (isinstance(values, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= least
+                                               for v in values) and math.prod(values) < 2 ** 40)
 
 
 def check_ticket(ticket: Ticket, path) -> None:
     """The weights fit the recorded architecture and are finite: a file that passes its checksum may
     still have been written for another model, or from a diverged training."""
     from ticketlab.models import model_from_architecture
-    expected = {k: v.shape for k, v in model_from_architecture(ticket.architecture).state_dict().items()}
+    try:
+        expected = {k: v.shape for k, v in model_from_architecture(ticket.architecture).state_dict().items()}
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
+        raise TicketlabError(f"ticket file {path}: its architecture cannot be built ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:120]}); it was not written by ticketlab") from None
     for group, state in (("initial", ticket.init_state), ("trained", ticket.trained_state)):
         if state is None:
             continue
@@ -115,13 +236,3 @@ def check_ticket(ticket: Ticket, path) -> None:
             raise TicketlabError(f"ticket file {path}: the mask of {name} does not fit the architecture "
                                  f"{ticket.architecture['name']}; it was made for another model")
 
-
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].contiguous().reshape(-1)
-        digest.update(key.encode())
-        digest.update(str(t.dtype).encode())
-        digest.update(str(list(t.shape)).encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()

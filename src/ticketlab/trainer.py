@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -35,7 +33,7 @@ from ticketlab import distributed
 from ticketlab.config import TrainConfig, derive_seed
 from ticketlab.data import Dataset, augment_batch, batches_per_epoch, epoch_permutation
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json, write_jsonl, write_safetensors
+from ticketlab.files import read_json, read_safetensors, write_json, write_jsonl, write_safetensors
 from ticketlab.mask import Mask
 from ticketlab.steps import to_iteration_list, to_iterations
 
@@ -328,19 +326,33 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimi
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    tensors, metadata = read_safetensors(path)
     try:
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads(f.metadata()["trainer"])
-        return meta, load_file(str(path))
-    except Exception as exc:  # a damaged checkpoint cannot be trusted: say how to recover
-        raise TicketlabError(f"checkpoint {path} is damaged ({exc}); delete it to restart this training") from None
+        meta = json.loads(metadata["trainer"])
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not an object")
+        return meta, tensors
+    except (KeyError, ValueError) as exc:
+        raise _damaged(path, exc) from None
+
+
+def _damaged(path: Path, exc: BaseException) -> TicketlabError:
+    """A checkpoint that cannot be trusted: say how to recover."""
+    reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+    return TicketlabError(f"checkpoint {path} is damaged ({reason}); delete it to restart this training")
 
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     meta, tensors = _read_checkpoint(path)
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
-    _restore_optimizer(meta, tensors, optimizer)
-    return meta["state"]
+    try:
+        model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+        _restore_optimizer(meta, tensors, optimizer)
+        state = meta["state"]
+        if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
+            raise ValueError("no training state")
+        return state
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise _damaged(path, exc) from None
 
 
 def _load_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> None:

@@ -31,6 +31,7 @@ from ticketlab.ownership.signature import (GROUP, RELATIVE_THRESHOLD, UNIT_TEXT,
                                            unit_alive, unit_entries)
 from ticketlab.ownership.triggers import DEFAULT_TRIGGERS, PER_BATCH, TriggerMixer, make_triggers
 from ticketlab.ownership.verify import blackbox, suspect_state, whitebox
+from ticketlab.runs import open_dir
 from ticketlab.ticket import Ticket, load_ticket, read_metadata
 from ticketlab.trainer import evaluate, train
 
@@ -79,8 +80,9 @@ def check_outputs(*paths: Path, inputs: tuple[Path, ...] = ()) -> None:
 
 
 def work_folder(out: Path, kind: str, identity: dict) -> Path:
+    """The folder of a training whose result goes to `out`, opened (locked, stale temp files cleared)."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return out.parent / f".{out.name}.{kind}-{digest}"
+    return open_dir(out.parent / f".{out.name}.{kind}-{digest}")
 
 
 # ---- sign ------------------------------------------------------------------------------------

@@ -81,21 +81,24 @@ def baseline_prune(model, data, state: SparseState, scfg: SuperConfig, seed: int
 SEARCH_FIELDS = ("shrink_interval", "rho", "rho_warmup", "gamma_threshold")
 
 
+def search_configs(configs: dict) -> dict:
+    """The configs of the search-only run a baseline prunes: what the search depends on, nothing else."""
+    scfg = configs["supertickets"]
+    return {"data": configs["data"], "model": configs["model"], "train": configs["train"],
+            "search": SuperConfig(**{name: getattr(scfg, name) for name in SEARCH_FIELDS})}
+
+
 def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data):
     """Search-only training of the supernet (no pruning), run once per seed and shared by every baseline:
     the baselines differ only in how they prune its result. Returns (model, outcome)."""
-    from safetensors.torch import load_file
-    from ticketlab.files import write_safetensors
+    from ticketlab.files import read_safetensors, write_safetensors
     scfg = configs["supertickets"]
-    search_cfg = SuperConfig(**{name: getattr(scfg, name) for name in SEARCH_FIELDS})
-    search_configs = {"data": configs["data"], "model": configs["model"], "train": configs["train"],
-                      "search": search_cfg}
-    seed_dir = open_run(runs_dir, "supernet-search", search_configs) / f"seed-{seed}"
+    seed_dir = run_dir_for(runs_dir, "supernet-search", search_configs(configs)) / f"seed-{seed}"
     done = seed_dir / "search.json"
     if done.exists():
         record = read_json(done)
         model = model_from_architecture(record["architecture"])
-        tensors = load_file(str(seed_dir / "searched.safetensors"))
+        tensors, _ = read_safetensors(seed_dir / "searched.safetensors")
         model.load_state_dict({k[len("trained/"):]: v for k, v in tensors.items() if k.startswith("trained/")})
         outcome = SearchOutcome(SparseState(model), {k[len("init/"):]: v for k, v in tensors.items() if k.startswith("init/")},
                                 record["events"], record["iterations"], record["train_examples"], record["wall_time_seconds"])
@@ -198,6 +201,8 @@ def run_supertickets(configs: dict, seeds: list[int], runs_dir: str, quiet: bool
         raise TicketlabError(f"model {configs['model'].model} has no searchable blocks; use a supernet model "
                              "(see `ticketlab models`) or --no-search")
     run_dir = open_run(runs_dir, "supertickets", configs)
+    if configs["supertickets"].baseline != "none":  # opened (and locked) here: the seed workers share it
+        open_run(runs_dir, "supernet-search", search_configs(configs))
     per_seed = run_seeds(supertickets_seed, seeds, workers, configs, runs_dir, quiet)
     rows = [per_seed[s] for s in seeds]
     result = {"kind": "supertickets", "run_dir": str(run_dir), "seeds": seeds,
