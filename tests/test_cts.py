@@ -297,15 +297,23 @@ def test_density_outside_open_unit_interval_is_refused(tiny_data, density):
         search_mask(tiny_mlp(tiny_data), tiny_data, density, 5, CtsConfig(**TINY))
 
 
-@pytest.mark.parametrize("config, match", [
-    (CtsConfig(objective="mse", **TINY), "objective"),
-    (CtsConfig(balance="penalty", **TINY), "balance"),
-    (CtsConfig(temperature=0, **TINY), "temperature"),
-    (CtsConfig(smoothing=0, **TINY), "smoothing"),
-    (CtsConfig(lr_drop_at=1.5, **TINY), "lr_drop_at"),
-    (CtsConfig(init_density=1.0, **TINY), "init_density"),
+@pytest.mark.parametrize("options, match", [
+    ({"objective": "mse"}, "objective"),
+    ({"balance": "penalty"}, "balance"),
+    ({"temperature": 0}, "temperature"),
+    ({"smoothing": 0}, "smoothing"),
+    ({"lr_drop_at": 1.5}, "lr_drop_at"),
+    ({"init_density": 1.0}, "init_density"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"search_steps": "nan%"}, "search-steps"),
 ])
-def test_bad_config_is_refused(tiny_data, config, match):
+def test_bad_config_is_refused(tiny_data, options, match):
+    """The config refuses bad values when it is made, and search_mask refuses one changed afterwards."""
+    with pytest.raises(TicketlabError, match=match):
+        CtsConfig(**TINY, **options)
+    config = CtsConfig(**TINY)
+    for name, value in options.items():
+        setattr(config, name, value)
     with pytest.raises(TicketlabError, match=match):
         search_mask(tiny_mlp(tiny_data), tiny_data, 0.1, 5, config)
 

@@ -82,7 +82,7 @@ def test_every_export_computes_the_masked_ticket(tmp_path, one_thread, name, sha
     reference = ticket_model(load_ticket(ticket_path))
     out = tmp_path / f"export.{fmt}"
     written = export_ticket(ticket_path, fmt, out)
-    loaded = load_exported(out)
+    loaded = load_exported(out, torchscript=fmt == "torchscript")
     x = torch.randn(7, *shape)
     expected = outputs(reference, x)
     got = outputs(loaded.run, x)

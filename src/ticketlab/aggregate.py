@@ -12,6 +12,8 @@ from ticketlab.files import read_json
 from ticketlab.ticket import read_metadata
 
 # Per-level values that are averaged over seeds (others are copied from the first seed).
+MAX_SEED = 2 ** 63 - 1
+MAX_SEEDS = 1000  # replicates: each one a full run
 AVERAGED = ("test_accuracy", "early_stop_iteration", "early_stop_test_accuracy", "val_accuracy",
             "final_train_accuracy", "wall_time_seconds")
 
@@ -54,6 +56,10 @@ def parse_levels(spec: str, available: list[int]) -> list[int]:
         if not match:
             raise TicketlabError(f"bad level list {spec!r}: write levels like 0-5,8 or all")
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if low > high:
+            raise TicketlabError(f"bad level range {part.strip()!r} in {spec!r}: write the lower level first, e.g. 2-5")
+        if high > max(available, default=-1):  # before building the range: 0-10**12 is not a list to make
+            raise TicketlabError(f"level(s) [{high}] are not finished in this run; it has levels {sorted(available)}")
         chosen.update(range(low, high + 1))
     missing = sorted(chosen - set(available))
     if missing:
@@ -68,6 +74,10 @@ def parse_seeds(spec: str) -> list[int]:
         raise TicketlabError(f"bad seed list {spec!r}: write whole numbers separated by commas, e.g. 0,1,2") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise TicketlabError(f"bad seed list {spec!r}: give distinct seeds, e.g. 0,1,2")
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise TicketlabError(f"bad seed list {spec!r}: seeds are whole numbers from 0 to {MAX_SEED}")
+    if len(seeds) > MAX_SEEDS:
+        raise TicketlabError(f"bad seed list: {len(seeds)} seeds, more than the limit of {MAX_SEEDS}")
     return seeds
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import sys
 import typing
 from pathlib import Path
 
+from ticketlab import checks
 from ticketlab.config import (DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig,
                               validate_density, validate_layers, validate_pai, validate_prune, validate_train)
 from ticketlab.errors import TicketlabError
@@ -24,6 +26,12 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "pru
             "cts": CtsConfig, "layers": LayerConfig, "supertickets": SuperConfig}
 # Option names that would collide with the training recipe's get their own flags.
 RENAMED = {"cts": {"lr": "search_lr", "batch_size": "search_batch_size"}}
+TORCHSCRIPT_HELP = ("allow a TorchScript file; only for files you trust: loading TorchScript runs code from the file "
+                    "(safetensors and ONNX files hold only data)")
+MAX_WORKERS = 1024  # parallel processes: more than any machine here has cores, so a larger number is a typo
+MAX_POINTS = 1001  # stability: points along the interpolation path (each evaluates the test set)
+MAX_REPEATS = 100_000  # profile: timed calls per measurement
+MAX_PROFILE_BATCH = 65_536  # profile: examples per timed batch (one batch is allocated in memory)
 
 # The main job's recipe: LeNet-300-100 on Fashion-MNIST with the LTH paper's optimizer (Adam 1.2e-3,
 # batch 60), shortened so that 8 levels and their controls finish in a few minutes on 2 CPU cores.
@@ -97,8 +105,8 @@ def add_power_option(parser: argparse.ArgumentParser) -> None:
 
 
 def emit(args: argparse.Namespace, result: dict, text: str) -> None:
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
+    if args.json:  # strict JSON: NaN and infinities (e.g. a diverged loss) become null
+        print(json.dumps(checks.strict_json(result), sort_keys=True, allow_nan=False))
     else:
         print(text)
 
@@ -111,13 +119,54 @@ def log(message: str) -> None:
 
 def seeds_of(args) -> list[int]:
     from ticketlab.aggregate import parse_seeds
-    return parse_seeds(args.seeds) if args.seeds else [args.seed]
+    return parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
+
+
+def finished(runs_dir: str, kind: str, configs: dict, seeds: list[int]) -> bool:
+    """Whether every seed of this run has its result (then the job prints it without loading data)."""
+    from ticketlab.runs import run_dir_for
+    run_dir = run_dir_for(runs_dir, kind, configs)
+    return all((run_dir / f"seed-{s}" / "result.json").is_file() for s in seeds)
+
+
+def checked_data(configs: dict, rewinds: dict[str, str] | None = None, data_config: DataConfig | None = None):
+    """Load the data and check what depends on it (batch size, length in iterations, rewind points)
+    before anything is written; returns (data, a freshly built model of configs["model"] or None)."""
+    from ticketlab.jobs import load_data, load_data_config
+    from ticketlab.models import create_model
+    if data_config is not None:
+        data, model = load_data_config(data_config), None
+    else:
+        data = load_data(configs)
+        model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    checks.check_training_data(configs["train"], len(data.train_y), data.name, rewinds, data.input_shape)
+    return data, model
+
+
+def check_pai_request(configs: dict, data, model, method: str, density: float, flag: str = "--density") -> None:
+    """Dry run of a PaI request on the model (density keeps a weight, per-layer floors fit, options
+    apply to the method), and for CTS the search length: all of it before a run directory exists."""
+    from ticketlab.pai.find import build_request
+    pai = configs["pai"]
+    if method == "cts":
+        from ticketlab.pai_jobs import search_length
+        from ticketlab.trainer import Schedule
+        checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
+        search_length(configs["cts"].search_steps, Schedule.of(configs["train"], len(data.train_y)))
+        return
+    if method in ("imp", "ltr"):
+        return
+    checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
+    build_request(method, model, data, density, score_batches=pai.score_batches, batch_size=pai.score_batch_size,
+                  iterations=pai.iterations, min_per_layer=pai.min_per_layer)
 
 
 def cmd_train(args) -> int:
     from ticketlab.jobs import run_train
     configs = configs_from_args(args, ["data", "model", "train"])
     validate_train(configs["train"])
+    if not finished(args.runs_dir, "train", configs, [args.seed]):
+        checked_data(configs)
     result = run_train(configs, args.seed, args.runs_dir, quiet=args.quiet or args.json, log=log)
     summary = result["summary"]
     emit(args, result, f"test accuracy {summary['test_accuracy']:.4f}, early-stop iteration "
@@ -137,6 +186,9 @@ def cmd_imp(args, kind: str = "imp") -> int:
     if unknown:
         raise TicketlabError(f"unknown control kind(s) {unknown}; known: {', '.join(CONTROL_KINDS)}")
     seeds = seeds_of(args)
+    if not finished(args.runs_dir, kind, configs, seeds):
+        _, model = checked_data(configs, {"--rewind-step": configs["prune"].rewind_step})
+        checks.imp_levels_keep_weights(configs["prune"], model, configs["model"].model)
     result = run_imp_job(kind, configs, seeds, args.runs_dir, quiet=args.quiet or args.json, log=log,
                          controls=controls, workers=args.workers)
     text = level_table(load_run(result["run_dir"], seeds)) + f"\n\nrun directory: {result['run_dir']}"
@@ -148,7 +200,16 @@ def cmd_imp(args, kind: str = "imp") -> int:
 
 def cmd_control(args) -> int:
     from ticketlab.jobs import run_control_job
-    seeds = seeds_of(args) if args.seeds else None
+    seeds = seeds_of(args) if args.seeds is not None else None
+    run = Path(args.run)
+    if run.name.startswith("seed-") and not run.name[5:].isdigit():
+        raise TicketlabError(f"{run} is not a seed folder (seed-<number>); give runs/<kind>-<hash> or .../seed-<s>")
+    config_file = (run.parent if run.name.startswith("seed-") else run) / "config.json"
+    if config_file.exists():  # open_existing_run reads it: refuse a damaged one here, by name
+        stored = checks.read_json_file(config_file, "run config")
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict) or \
+                not all(isinstance(v, dict) for v in stored["config"].values()):
+            raise TicketlabError(f"{config_file} is not a ticketlab run config; give runs/<kind>-<hash>")
     result = run_control_job(args.run, args.kind, args.levels, seeds, args.data_root, args.quiet or args.json,
                              args.workers)
     rows = [f"seed {r['seed']} level {r['level']} ({100 * r['density']:.2f}% weights): {args.kind} "
@@ -160,6 +221,9 @@ def cmd_control(args) -> int:
 
 def cmd_stability(args) -> int:
     from ticketlab.stability import run_stability
+    checks.integer("--points", args.points, 3, MAX_POINTS)
+    if args.rewind_step is not None:
+        checks.length(args.rewind_step, "rewind-step")
     result = run_stability(args.ticket, args.rewind_step, args.runs_dir, args.seed, args.points, args.data_root,
                            args.quiet or args.json)
     emit(args, result, f"error barrier from rewind step {result['rewind_step']}: {100 * result['barrier']:.2f} "
@@ -173,7 +237,7 @@ def cmd_report(args) -> int:
     from ticketlab.report import load_run, write_report
     runs = [load_run(path) for path in args.runs]
     curves = None
-    if args.curves:
+    if args.curves is not None:
         curves = parse_levels(args.curves, [r["level"] for r in runs[0].levels])
     result = write_report(runs, args.out, args.title, curve_levels=curves, html=args.html)
     result["runs"] = [str(r.run_dir) for r in runs]
@@ -187,7 +251,6 @@ def validate_cts(cfg) -> None:
 
 
 def cmd_prune(args) -> int:
-    from ticketlab.jobs import load_data
     from ticketlab.pai_jobs import check_method, prune_seed
     from ticketlab.runs import open_run
     from ticketlab.ticket import read_metadata
@@ -198,7 +261,8 @@ def cmd_prune(args) -> int:
     check_method(configs["pai"].method)
     if args.at == "init" and configs["pai"].rewind_step not in ("0it", "0ep", "0"):
         raise TicketlabError("--at init and --rewind-step conflict; give one of them")
-    data = load_data(configs)
+    data, model = checked_data(configs, {"--rewind-step": configs["pai"].rewind_step})
+    check_pai_request(configs, data, model, configs["pai"].method, configs["pai"].density)
     open_run(args.runs_dir, "prune", configs)
     path = prune_seed(args.seed, configs, data, args.runs_dir, args.quiet or args.json)
     meta = read_metadata(path)
@@ -258,6 +322,18 @@ def cmd_pai(args) -> int:
         validate_density(density, "--densities")
     validate_pai(configs["pai"])
     seeds = parse_seeds(args.seeds)
+    if not methods or not densities:
+        raise TicketlabError("give at least one method (--methods snip,grasp) and one density (--densities 0.1)")
+    for name, values in (("--methods", methods), ("--densities", densities)):
+        if len(set(values)) != len(values):
+            raise TicketlabError(f"{name} {getattr(args, name[2:])} lists a value twice; give each once")
+    from ticketlab.pai_jobs import check_method
+    for method in methods:
+        check_method(method)
+    data, model = checked_data(configs, {"--rewind-step": configs["pai"].rewind_step})
+    for method in methods:
+        for density in densities:
+            check_pai_request(configs, data, model, method, density, "--densities")
     result = run_pai_sweep(configs, methods, densities, seeds, args.runs_dir, args.quiet or args.json,
                            args.workers or default_workers(seeds), log)
     lines = [f"{'method':12s} {'density':>9s} {'test acc':>17s} {'early stop':>15s}  collapsed layers"]
@@ -269,6 +345,26 @@ def cmd_pai(args) -> int:
     return 0
 
 
+def check_sanity_inputs(configs: dict, schedule: str | None) -> None:
+    from ticketlab.pai_jobs import check_method
+    from ticketlab.sanity import IMP_METHODS, imp_schedule
+    pai = configs["pai"]
+    if pai.method not in IMP_METHODS:
+        check_method(pai.method)
+        if schedule is not None:
+            raise TicketlabError("--imp-schedule applies to --method imp or ltr; drop it")
+    data, model = checked_data(configs, {"--rewind-step": pai.rewind_step})
+    if pai.method in IMP_METHODS:
+        checks.imp_levels_keep_weights(PruneConfig(schedule=imp_schedule(pai.density, schedule)), model,
+                                       configs["model"].model)
+    else:
+        check_pai_request(configs, data, model, pai.method, pai.density)
+
+
+def check_power(watts: float) -> None:
+    checks.positive("--power-watts", watts)
+
+
 def cmd_sanity(args) -> int:
     from ticketlab.aggregate import parse_seeds
     from ticketlab.jobs import default_workers
@@ -278,6 +374,7 @@ def cmd_sanity(args) -> int:
     validate_pai(configs["pai"])
     validate_cts(configs["cts"])
     seeds = parse_seeds(args.seeds)
+    check_sanity_inputs(configs, args.imp_schedule)
     result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds),
                         schedule=args.imp_schedule)
     emit(args, result, sanity_table(result))
@@ -294,7 +391,8 @@ def cmd_export(args) -> int:
 
 def cmd_infer(args) -> int:
     from ticketlab.deploy.infer import run_inference
-    result = run_inference(args.file, args.dataset, args.data_root, args.test_subset, args.batch_size, args.path)
+    result = run_inference(args.file, args.dataset, args.data_root, args.test_subset, args.batch_size, args.path,
+                           torchscript=args.torchscript)
     paths = ", ".join(f"{name} {d['path']}" for name, d in result["linear_paths"].items()) or "as stored"
     emit(args, result, f"test accuracy {result['test_accuracy']:.4f} on {result['examples']} {result['dataset']} "
                        f"examples ({result['kind']}, {result['examples_per_second']:,.0f} examples/s at batch "
@@ -310,6 +408,9 @@ def cmd_profile(args) -> int:
         batches = ()
     if not batches or min(batches) < 1 or args.repeats < 1:
         raise TicketlabError(f"bad --batch-sizes {args.batch_sizes!r} or --repeats {args.repeats}: give positive integers such as 1,64,256")
+    if max(batches) > MAX_PROFILE_BATCH or len(set(batches)) != len(batches):
+        raise TicketlabError(f"bad --batch-sizes {args.batch_sizes!r}: give distinct sizes of at most {MAX_PROFILE_BATCH:,}")
+    checks.integer("--repeats", args.repeats, 1, MAX_REPEATS)
     result = profile_ticket(args.ticket, batches, args.repeats)
     emit(args, result, profile_table(result))
     return 0
@@ -338,6 +439,8 @@ def cmd_layers(args) -> int:
     validate_train(configs["train"])
     validate_layers(configs["layers"])
     seeds = seeds_of(args)
+    check_power(args.power_watts)
+    checked_data(configs)
     result = run_structured("layers", configs, seeds, args.runs_dir, args.quiet or args.json,
                             args.workers or default_workers(seeds), args.power_watts)
     emit(args, result, structured_table(result))
@@ -348,6 +451,7 @@ def cmd_filters(args) -> int:
     from ticketlab.jobs import default_workers
     from ticketlab.layer_jobs import filter_configs, run_structured
     from ticketlab.ticket import load_ticket
+    check_power(args.power_watts)
     layer = load_ticket(args.match_ticket)
     info = layer.info
     if "original_architecture" not in info:
@@ -386,6 +490,7 @@ def cmd_supertickets(args) -> int:
     validate_train(configs["train"])
     validate_super(configs["supertickets"])
     seeds = seeds_of(args)
+    checked_data(configs)
     result = run_supertickets(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
     emit(args, result, supertickets_text(result))
     return 0
@@ -397,6 +502,7 @@ def cmd_transfer(args) -> int:
     configs = configs_from_args(args, ["data", "train"])
     validate_train(configs["train"])
     seeds = seeds_of(args)
+    checked_data(configs, data_config=configs["data"])
     result = run_transfer(args.ticket, configs, seeds, args.runs_dir, args.quiet or args.json,
                           args.workers or default_workers(seeds))
     emit(args, result, f"transfer of {args.ticket} to {result['dataset']}: test accuracy "
@@ -503,7 +609,9 @@ def cmd_sign(args) -> int:
 
 def cmd_verify(args) -> int:
     from ticketlab.ownership.jobs import verify_job
-    result = verify_job(args.suspect, args.key, args.claim, args.blackbox)
+    if args.torchscript and not args.blackbox:
+        raise TicketlabError("--torchscript goes with --blackbox (white-box verification reads weights from safetensors)")
+    result = verify_job(args.suspect, args.key, args.claim, args.blackbox, torchscript=args.torchscript)
     verdict = "VERIFIED" if result["verified"] else "NOT VERIFIED"
     if result["mode"] == "white-box":
         detail = f"{result['agreeing_bits']} of {result['bits']} signature bits agree"
@@ -563,6 +671,7 @@ def add_ownership_commands(command) -> None:
     sub.add_argument("--key", required=True, help="the owner's key file")
     sub.add_argument("--claim", required=True, help="the claim file sign wrote")
     sub.add_argument("--blackbox", action="store_true", help="use only predicted labels on the trigger set")
+    sub.add_argument("--torchscript", action="store_true", help=TORCHSCRIPT_HELP)
     add_common_options(sub, runs=False)
 
     sub = command("attack", cmd_attack, "attack a signed ticket (fine-tune, prune, densify, permute, forge) and measure it",
@@ -730,6 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     sub.add_argument("--path", default="auto", choices=("auto", "csr", "dense"),
                      help="linear-layer kernels: auto = the fastest of dense and CSR, measured per layer")
+    sub.add_argument("--torchscript", action="store_true", help=TORCHSCRIPT_HELP)
     add_common_options(sub, runs=False)
 
     sub = command("profile", cmd_profile, "size, FLOPs and speed of a ticket against its dense original",
@@ -824,6 +934,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options naming files or folders a command writes, checked before any work starts.
+OUTPUT_FILES = {"export": ("out",), "keygen": ("out",), "sign": ("out", "claim"), "attack": ("out",)}
+OUTPUT_DIRS = {"report": ("out",), "frontier": ("out",)}
+OS_HINTS = {errno.ENOSPC: "the disk is full; free some space or write elsewhere",
+            errno.EDQUOT: "the disk quota is exceeded; free some space or write elsewhere",
+            errno.EACCES: "permission denied; check the permissions or write elsewhere",
+            errno.EPERM: "operation not permitted; check the permissions or write elsewhere",
+            errno.EROFS: "the file system is read-only; write elsewhere",
+            errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+            errno.EISDIR: "it is a folder; give a file",
+            errno.ENOENT: "no such file or folder; check the path",
+            errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+            errno.EEXIST: "it already exists; choose another path"}
+
+
+OUT_OF_MEMORY = "out of memory; use smaller sizes (model, batch size, data subset) or a machine with more memory"
+
+
+def describe_os_error(exc: OSError, args=None) -> str:
+    """'<path>: <reason>; <what to do>' in one line. A failed write on an open file names no path: then
+    the place the command writes to (its runs directory or output) is named."""
+    where = next((getattr(args, name) for name in ("runs_dir", "out") if getattr(args, name, None)), None)
+    path = exc.filename if exc.filename is not None else (f"a file under {where}" if where else "a file")
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = OS_HINTS.get(exc.errno)
+    return one_line(f"cannot use {path}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def check_common(args) -> None:
+    """What every command's options must satisfy whatever the command does: seeds, workers and the
+    files and folders it will write (before any work starts)."""
+    if getattr(args, "seed", None) is not None:
+        checks.seed("--seed", args.seed)
+    if getattr(args, "workers", None) is not None:
+        checks.integer("--workers", args.workers, 1, MAX_WORKERS)
+    if getattr(args, "runs_dir", None) is not None:
+        checks.writable_dir(args.runs_dir, "runs directory")
+    for name in OUTPUT_DIRS.get(args.command, ()):
+        checks.writable_dir(getattr(args, name), "--" + name + " folder")
+    for name in OUTPUT_FILES.get(args.command, ()):
+        if getattr(args, name, None) is not None:
+            checks.writable_file(getattr(args, name), "--" + name + " file")
+
+
 def main(argv: list[str] | None = None) -> int:
     import contextlib
     import os
@@ -832,14 +992,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Under torchrun every rank runs the command (data-parallel training); only rank 0 prints results.
         distributed.init_from_env()
+        check_common(args)
         if hasattr(args, "steps"):  # a training batch (not `infer`'s): refuse it before any run directory exists
             distributed.check_batch_size(getattr(args, "batch_size", None))
         with contextlib.ExitStack() as stack:
             if not distributed.is_main():
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-            return args.handler(args)
+            code = args.handler(args)
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+            return code
     except TicketlabError as exc:
-        print(f"ticketlab: error: {exc}", file=sys.stderr)
+        print(f"ticketlab: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as other tools do
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # the file system refused (full disk, permissions, a file where a folder goes)
+        print(f"ticketlab: error: {describe_os_error(exc, args)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"ticketlab: error: {OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch's allocators (CPU and CUDA) raise RuntimeErrors when memory runs out
+        if not any(text in str(exc) for text in ("can't allocate memory", "out of memory", "Cannot allocate memory")):
+            raise
+        print(f"ticketlab: error: {OUT_OF_MEMORY} ({one_line(str(exc))[:200]})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ticketlab: interrupted; run the same command again to resume", file=sys.stderr)

@@ -12,8 +12,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ticketlab import checks
 from ticketlab.errors import TicketlabError
-from ticketlab.steps import check_step
 
 
 def option(default, help: str, identity: bool = True, choices=None):
@@ -31,10 +31,22 @@ class DataConfig:
     pad: int = option(0, "zero-pad images by N pixels on every side (2 takes 28x28 Fashion-MNIST to 32x32)")
     resize: int = option(0, "resample images to N x N pixels, bilinear (28 takes the 8x8 digits to Fashion-MNIST's size); 0 = off")
 
+    def __post_init__(self):
+        checks.text("--dataset", self.dataset)
+        checks.text("--data-root", self.data_root, optional=True)
+        checks.integer("--val-size", self.val_size, 0, optional=True)
+        checks.integer("--train-subset", self.train_subset, 0)
+        checks.integer("--test-subset", self.test_subset, 0)
+        checks.integer("--pad", self.pad, 0, checks.MAX_PIXELS)
+        checks.integer("--resize", self.resize, 0, checks.MAX_PIXELS)
+
 
 @dataclass
 class ModelConfig:
     model: str = option("lenet_300_100", "model name (see `ticketlab models`)")
+
+    def __post_init__(self):
+        checks.text("--model", self.model)
 
 
 @dataclass
@@ -52,6 +64,9 @@ class TrainConfig:
     eval_every: str = option("1ep", "evaluate validation and test sets this often")
     augment: str = option("auto", "data augmentation (auto = the dataset's default)", choices=("auto", "none", "flip-crop"))
     device: str = option("cpu", "device to train on (cpu, cuda, cuda:1, ...)", identity=False)
+
+    def __post_init__(self):
+        check_train(self)
 
 
 @dataclass
@@ -71,6 +86,9 @@ class PruneConfig:
                            "--levels and --prune-fraction: each level prunes the share of survivors that brings the "
                            "total to its density (exactly, with the global strategy)")
 
+    def __post_init__(self):
+        check_prune(self)
+
 
 @dataclass
 class PaiConfig:
@@ -81,6 +99,15 @@ class PaiConfig:
     score_batch_size: int = option(128, "examples per scoring minibatch")
     iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, 100 for synflow)")
     min_per_layer: int = option(0, "keep at least this many weights in every layer (prevents layer collapse); 0 = off")
+
+    def __post_init__(self):
+        checks.text("--method", self.method)
+        validate_density(self.density)
+        checks.length(self.rewind_step, "rewind-step")
+        checks.integer("--score-batches", self.score_batches, 1, MAX_SCORE_BATCHES)
+        checks.integer("--score-batch-size", self.score_batch_size, 1)
+        checks.integer("--iterations", self.iterations, 1, MAX_PAI_ITERATIONS, optional=True)
+        checks.integer("--min-per-layer", self.min_per_layer, 0)
 
 
 @dataclass
@@ -96,46 +123,78 @@ class LayerConfig:
     score_batches: int = option(1, "minibatches of training data the scores are computed on")
     score_batch_size: int = option(128, "examples per scoring minibatch")
 
+    def __post_init__(self):
+        validate_layers(self)
+
 
 @dataclass
 class FilterConfig:
     criterion: str = option("snip", "filter score", choices=("snip", "grasp", "magnitude", "random"))
     target_filters: int = option(0, "convolution filters the filter ticket keeps (set from --match-ticket)")
 
+    def __post_init__(self):
+        checks.text("--criterion", self.criterion, ("snip", "grasp", "magnitude", "random"))
+        checks.integer("--target-filters", self.target_filters, 0)
+
+
+# Upper bounds that catch typos (see ticketlab.checks for the training-length and level limits).
+MAX_SCORE_BATCHES = 10_000
+MAX_PAI_ITERATIONS = 10_000
+
 
 def validate_layers(cfg: LayerConfig) -> None:
-    if cfg.remove < 0:
-        raise TicketlabError(f"--remove must be 0 or more blocks, got {cfg.remove}")
-    if cfg.score_batches < 1 or cfg.score_batch_size < 1:
-        raise TicketlabError("--score-batches and --score-batch-size must be at least 1")
+    checks.text("--criterion", cfg.criterion, ("grasp", "snip", "magnitude", "random"))
+    checks.text("--aggregate", cfg.aggregate, ("sum", "mean", "stage-normalized"))
+    checks.text("--at", cfg.at, ("init", "after-training"))
+    if isinstance(cfg.remove, bool) or not isinstance(cfg.remove, int) or cfg.remove < 0:
+        raise TicketlabError(f"--remove must be 0 or more blocks, got {cfg.remove!r}")
+    checks.integer("--min-per-stage", cfg.min_per_stage, 1, optional=True)
+    checks.integer("--score-batches", cfg.score_batches, 1, MAX_SCORE_BATCHES)
+    checks.integer("--score-batch-size", cfg.score_batch_size, 1)
 
 
 def validate_density(density: float, flag: str = "--density") -> None:
-    if not 0 < density <= 1:
-        raise TicketlabError(f"{flag} must be in (0, 1], got {density}")
+    if not checks.is_real(density) or not 0 < density <= 1:
+        raise TicketlabError(f"{flag} must be in (0, 1], got {density!r}")
 
 
 def validate_pai(cfg: PaiConfig) -> None:
-    validate_density(cfg.density)
-    check_step(cfg.rewind_step, "rewind-step")
-    if cfg.score_batches < 1 or cfg.score_batch_size < 1:
-        raise TicketlabError("--score-batches and --score-batch-size must be at least 1")
+    PaiConfig.__post_init__(cfg)
+
+
+def check_train(cfg: TrainConfig) -> None:
+    """Every value of a training recipe on its own (the data-dependent checks are in
+    ticketlab.checks.check_training_data, the device's availability in validate_train)."""
+    checks.text("--optimizer", cfg.optimizer, ("sgd", "adam"))
+    checks.positive("--lr", cfg.lr)
+    checks.real("--momentum", cfg.momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+    checks.boolean("--nesterov", cfg.nesterov)
+    if cfg.nesterov and (cfg.optimizer != "sgd" or cfg.momentum == 0):
+        raise TicketlabError("--nesterov needs --optimizer sgd and a --momentum above 0")
+    checks.non_negative("--weight-decay", cfg.weight_decay)
+    checks.integer("--batch-size", cfg.batch_size, 1)
+    checks.length(cfg.steps, "steps", positive_length=True)
+    checks.text("--milestones", cfg.milestones)
+    for spec in cfg.milestones.split(","):
+        if spec.strip():
+            checks.length(spec, "milestone")
+    checks.positive("--gamma", cfg.gamma)
+    checks.length(cfg.warmup, "warmup")
+    checks.length(cfg.eval_every, "eval-every", positive_length=True)
+    checks.text("--augment", cfg.augment, ("auto", "none", "flip-crop"))
+    checks.device_name(cfg.device)
 
 
 def validate_train(cfg: TrainConfig) -> None:
-    for name in ("steps", "warmup", "eval_every"):
-        check_step(getattr(cfg, name), name.replace("_", "-"))
-    for spec in cfg.milestones.split(","):
-        if spec.strip():
-            check_step(spec, "milestone")
-    if cfg.lr <= 0:
-        raise TicketlabError(f"--lr must be positive, got {cfg.lr}")
-    if cfg.batch_size < 1:
-        raise TicketlabError(f"--batch-size must be at least 1, got {cfg.batch_size}")
+    """A recipe about to train here: its values and its device."""
+    check_train(cfg)
+    checks.device_available(cfg.device)
 
 
 def density_schedule(cfg: PruneConfig) -> list[float]:
     """The densities of an explicit --schedule ([] when levels prune a fixed fraction)."""
+    if not isinstance(cfg.schedule, str):
+        raise TicketlabError(f"--schedule must be text such as 0.5,0.2,0.05, got {cfg.schedule!r}")
     if not cfg.schedule.strip():
         return []
     try:
@@ -144,6 +203,8 @@ def density_schedule(cfg: PruneConfig) -> list[float]:
         raise TicketlabError(f"bad --schedule {cfg.schedule!r}: give densities such as 0.5,0.2,0.05") from None
     if not all(0 < d < 1 for d in densities) or any(b >= a for a, b in zip(densities, densities[1:])):
         raise TicketlabError(f"--schedule {cfg.schedule} must be strictly decreasing densities in (0, 1)")
+    if len(densities) > checks.MAX_LEVELS:
+        raise TicketlabError(f"--schedule has {len(densities)} levels, more than the limit of {checks.MAX_LEVELS}")
     return densities
 
 
@@ -152,20 +213,32 @@ def num_levels(cfg: PruneConfig) -> int:
     return len(density_schedule(cfg)) or cfg.levels
 
 
-def validate_prune(cfg: PruneConfig) -> None:
-    if density_schedule(cfg) and (cfg.output_prune_fraction is not None or cfg.conv_prune_fraction is not None):
+def check_prune(cfg: PruneConfig) -> None:
+    """Every value of an IMP configuration (how many weights the levels keep depends on the model:
+    ticketlab.checks.imp_levels_keep_weights)."""
+    schedule = density_schedule(cfg)
+    if schedule and (cfg.output_prune_fraction is not None or cfg.conv_prune_fraction is not None):
         raise TicketlabError("--schedule sets one rate for every layer; drop --output-prune-fraction and "
                              "--conv-prune-fraction, or use --prune-fraction instead of --schedule")
-    if cfg.levels < 0:
-        raise TicketlabError(f"--levels must be 0 or more, got {cfg.levels}")
+    if isinstance(cfg.levels, bool) or not isinstance(cfg.levels, int) or cfg.levels < 0:
+        raise TicketlabError(f"--levels must be 0 or more, got {cfg.levels!r}")
+    if cfg.levels > checks.MAX_LEVELS:
+        raise TicketlabError(f"--levels {cfg.levels} is more than the limit of {checks.MAX_LEVELS} pruning levels "
+                             "(each one a full training); give fewer")
     for name in ("prune_fraction", "output_prune_fraction", "conv_prune_fraction"):
         value = getattr(cfg, name)
-        if value is not None and not 0 < value < 1:
-            flag = "--" + name.replace("_", "-")
-            raise TicketlabError(f"{flag} must be strictly between 0 and 1, got {value}")
-    check_step(cfg.rewind_step, "rewind-step")
+        if value is not None:
+            checks.fraction("--" + name.replace("_", "-"), value)
+    checks.text("--strategy", cfg.strategy, ("global", "layerwise"))
+    checks.length(cfg.rewind_step, "rewind-step")
+    checks.text("--retrain", cfg.retrain, ("rewind", "lr-rewind", "finetune"))
+    checks.boolean("--rewind-optimizer", cfg.rewind_optimizer)
     if cfg.rewind_optimizer and cfg.retrain != "rewind":
         raise TicketlabError("--rewind-optimizer goes with --retrain rewind; the other modes keep the final weights")
+
+
+def validate_prune(cfg: PruneConfig) -> None:
+    check_prune(cfg)
 
 
 def identity_values(configs: dict[str, object]) -> dict[str, object]:

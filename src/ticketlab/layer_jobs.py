@@ -180,15 +180,24 @@ def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: s
         dense_path = recorded.pop()
     if not Path(dense_path).exists():
         raise TicketlabError(f"the dense ticket {dense_path} does not exist; give one with --dense TICKET")
-    data_configs = [ticket.info["data_config"] for ticket in tickets]
+    data_configs = [ticket.info.get("data_config") for ticket in tickets]
+    unknown = [path for path, config in zip(ticket_paths, data_configs) if not isinstance(config, dict)]
+    if unknown:
+        raise TicketlabError(f"{unknown[0]} records no dataset; give tickets made by ticketlab's training commands")
     if any(config != data_configs[0] for config in data_configs):
         raise TicketlabError("the tickets were made on different data; compare them in separate calls")
     data_cfg = DataConfig(**data_configs[0])
     if data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
+    dense = load_ticket(dense_path)
     data = load_data_config(data_cfg)
-    models = {"dense": ticket_model(load_ticket(dense_path)),
-              **{index: ticket_model(ticket) for index, ticket in enumerate(tickets)}}
+    for path, ticket in [*zip(ticket_paths, tickets), (dense_path, dense)]:
+        shape, classes = tuple(ticket.architecture["input_shape"]), ticket.architecture["num_classes"]
+        if shape != tuple(data.input_shape) or classes != data.num_classes:
+            raise TicketlabError(f"{path} is a model of inputs {shape} and {classes} classes, but the tickets' data "
+                                 f"({data.name}) has inputs {tuple(data.input_shape)} and {data.num_classes} classes; "
+                                 "compare tickets of the same data with a dense network of the same data")
+    models = {"dense": ticket_model(dense), **{index: ticket_model(ticket) for index, ticket in enumerate(tickets)}}
     rows = robustness_table(models, data.test_x, data.test_y, seed)
     return {"tickets": list(ticket_paths), "dense": dense_path,
             "rows": [{"corruption": row["corruption"], "severity": row["severity"], "dense": row["dense"],

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ticketlab.aggregate import aggregate_levels, level_records, seed_dirs
+from ticketlab.checks import read_json_file
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_bytes, write_text
+from ticketlab.files import write_bytes, write_text
 
 
 @dataclass
@@ -35,7 +36,7 @@ class RunResults:
 def load_run(path: str | Path, seeds: list[int] | None = None) -> RunResults:
     """Read a run (`<kind>-<hash>` with all its seeds or the given ones, or one `seed-<s>` folder)."""
     path = Path(path)
-    if path.name.startswith("seed-") and (path.parent / "config.json").exists():
+    if path.name.startswith("seed-") and path.name[5:].isdigit() and (path.parent / "config.json").exists():
         run_dir, found = path.parent, {int(path.name[5:]): path}
     elif (path / "config.json").exists():
         run_dir, found = path, seed_dirs(path)
@@ -43,7 +44,9 @@ def load_run(path: str | Path, seeds: list[int] | None = None) -> RunResults:
         raise TicketlabError(f"{path} is not a ticketlab run directory (no config.json); give runs/<kind>-<hash>")
     if seeds is not None:
         found = {s: d for s, d in found.items() if s in seeds}
-    config = read_json(run_dir / "config.json")
+    config = read_json_file(run_dir / "config.json", "run config")
+    if not isinstance(config, dict):
+        raise TicketlabError(f"{run_dir / 'config.json'} is not a ticketlab run config; give runs/<kind>-<hash>")
     per_seed = {s: recs for s, d in found.items() if (recs := level_records(d))}
     if not per_seed:
         raise TicketlabError(f"{path} has no finished level yet; run or resume it first")

@@ -39,13 +39,19 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 
 ENGINES = ("local", "ray")
+MAX_RUNS = 10_000  # runs in one grid (each a full training): more is surely a mistake in the grid
 
 
 def read_grid(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise TicketlabError(f"grid file {path} is a folder; give a .toml or .yaml file")
     if not path.is_file():
         raise TicketlabError(f"grid file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TicketlabError(f"grid file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             try:
@@ -71,10 +77,35 @@ def read_grid(path: str | Path) -> dict:
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise TicketlabError(f"grid file {path}: grid.{key} must be a non-empty list of values")
+    for section, options in (("fixed", fixed), ("grid", axes)):
+        for key, value in options.items():
+            for item in (value if section == "grid" else [value]):
+                if not _option_value(item):
+                    raise TicketlabError(f"grid file {path}: {section}.{key} holds {item!r}; option values are "
+                                         "numbers, text, true/false or lists of those")
+    size = grid_size(axes)
+    if size > MAX_RUNS:
+        raise TicketlabError(f"grid file {path} makes {size:,} runs, more than the limit of {MAX_RUNS:,}; "
+                             "split it into smaller grids")
     both = sorted(set(fixed) & set(axes))
     if both:
         raise TicketlabError(f"grid file {path}: {both} appear in both [fixed] and [grid]; keep each option in one")
     return {"command": grid["command"], "fixed": fixed, "grid": axes}
+
+
+def _option_value(value) -> bool:
+    """What `arguments` can turn into command-line text."""
+    if isinstance(value, list):
+        return all(isinstance(v, (str, int, float)) for v in value)
+    return isinstance(value, (str, int, float))  # bool is an int
+
+
+def grid_size(axes: dict) -> int:
+    """Number of runs of a grid: the product of its axes' lengths, computed without expanding it."""
+    size = 1
+    for values in axes.values():
+        size *= len(values)
+    return size
 
 
 def expand(grid: dict) -> list[dict]:
@@ -112,13 +143,13 @@ def run_one(args: list[str]) -> dict:
     return {"ok": True, "result": json.loads(out.getvalue())}
 
 
-def check_arguments(args: list[str]) -> None:
+def check_arguments(args: list[str], parser=None) -> None:
     """Parse one run's command line in the parent, so a typo in the grid stops the sweep before it starts."""
     from ticketlab.cli import build_parser
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            build_parser().parse_args(args)
+            (parser or build_parser()).parse_args(args)
         except SystemExit:
             raise TicketlabError("the grid's options do not fit the command: "
                                  + (err.getvalue().strip().splitlines() or ["bad options"])[-1]) from None
@@ -184,7 +215,10 @@ def run_sweep(grid_path: str, engine: str, runs_dir: str, workers: int | None, a
     identity = json.dumps(grid, sort_keys=True, default=str)
     sweep_dir = Path(runs_dir) / f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
     all_args = {i: arguments(grid["command"], options, runs_dir) for i, options in enumerate(runs)}
-    check_arguments(all_args[0])
+    from ticketlab.cli import build_parser
+    parser = build_parser()
+    for args in all_args.values():  # every point, so that a typo anywhere stops the sweep before it starts
+        check_arguments(args, parser)
     records = {i: read_json(sweep_dir / f"run-{i}.json") for i in all_args if (sweep_dir / f"run-{i}.json").exists()}
     pending = {i: a for i, a in all_args.items() if i not in records}
     workers = max(1, min(workers or (os.cpu_count() or 1), len(pending) or 1))

@@ -15,6 +15,7 @@ from ticketlab.errors import TicketlabError
 # Objective name -> the method name results are reported under (CTS-KL is the paper's recommendation).
 METHOD_NAMES = {"kl": "cts-kl", "task": "cts", "forward-kl": "cts-forward-kl", "feature": "cts-feature"}
 BALANCES = ("gradbalance", "lagrange")
+MAX_SEARCH_PERCENT = 1000  # a search 10x as long as the training: beyond that, a typo
 
 
 @dataclass
@@ -43,6 +44,9 @@ class CtsConfig:
     init_density: float | None = option(None, "start every logit at logit(init_density) instead of logit(density) "
                                         "(for studying the balance; the paper starts at the target density)")
 
+    def __post_init__(self):
+        validate_config(self)
+
 
 def method_name(config: CtsConfig) -> str:
     return METHOD_NAMES[config.objective]
@@ -52,9 +56,9 @@ def validate_config(config: CtsConfig) -> None:
     """Raise a TicketlabError naming the first bad field."""
     if not isinstance(config, CtsConfig):
         raise TicketlabError(f"CTS needs a CtsConfig; got {type(config).__name__}")
-    if config.objective not in METHOD_NAMES:
+    if not isinstance(config.objective, str) or config.objective not in METHOD_NAMES:
         raise TicketlabError(f"unknown CTS objective {config.objective!r}; known: {', '.join(METHOD_NAMES)}")
-    if config.balance not in BALANCES:
+    if not isinstance(config.balance, str) or config.balance not in BALANCES:
         raise TicketlabError(f"unknown CTS balance {config.balance!r}; known: {', '.join(BALANCES)}")
     _positive("temperature", config.temperature)
     _positive("budget_factor", config.budget_factor)
@@ -71,6 +75,22 @@ def validate_config(config: CtsConfig) -> None:
         raise TicketlabError(f"CTS batch_size must be an int >= 1; got {config.batch_size!r}")
     if config.init_density is not None and (not _is_real(config.init_density) or not 0 < config.init_density < 1):
         raise TicketlabError(f"CTS init_density must be in (0, 1) or None; got {config.init_density!r}")
+    check_search_steps(config.search_steps)
+
+
+def check_search_steps(spec) -> None:
+    """--search-steps: a length (2000it, 20ep) or a positive percentage of the training length (12.5%)."""
+    from ticketlab import checks
+    if isinstance(spec, str) and spec.strip().endswith("%"):
+        try:
+            percent = float(spec.strip()[:-1])
+        except ValueError:
+            percent = float("nan")
+        if not math.isfinite(percent) or not 0 < percent <= MAX_SEARCH_PERCENT:
+            raise TicketlabError(f"bad --search-steps {spec!r}: a percentage of the training length must be above 0 "
+                                 f"and at most {MAX_SEARCH_PERCENT:g}%, e.g. 12.5%")
+        return
+    checks.length(spec, "search-steps", positive_length=True)
 
 
 def _is_real(value) -> bool:

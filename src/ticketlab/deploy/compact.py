@@ -60,20 +60,54 @@ def load_compact(path: str | Path) -> tuple[torch.nn.Module, Mask, dict]:
             meta = json.loads((f.metadata() or {})[KEY])
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise TicketlabError(f"{path} is not a readable compact ticket file ({exc}); export it again") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise TicketlabError(f"{path} has compact format version {meta.get('format_version')}; this ticketlab reads {FORMAT_VERSION}")
-    if _checksum(tensors) != meta.get("checksum"):
+    check_metadata(path, meta)
+    if _checksum(tensors) != meta["checksum"]:
         raise TicketlabError(f"{path} is damaged (checksum mismatch); export it again")
+    missing = [f"{kind}/{n}" for n in meta["mask_shapes"] for kind in ("mask", "values") if f"{kind}/{n}" not in tensors]
+    if missing:
+        raise TicketlabError(f"{path} lacks the tensors {missing[:3]}; the file is damaged, export it again")
+    if any(tensors[f"mask/{n}"].dtype != torch.uint8 or not tensors[f"values/{n}"].is_floating_point()
+           for n in meta["mask_shapes"]):
+        raise TicketlabError(f"{path} stores masks or values of the wrong type; the file is damaged, export it again")
     mask = Mask.from_packed({n: tensors[f"mask/{n}"] for n in meta["mask_shapes"]}, meta["mask_shapes"])
     model = model_from_architecture(meta["architecture"])
     state = {k[len("state/"):]: v for k, v in tensors.items() if k.startswith("state/")}
     reference = model.state_dict()
     for name in mask.names():
+        if name not in reference or list(reference[name].shape) != list(mask[name].shape):
+            raise TicketlabError(f"{path}: the mask of {name} does not fit the model {meta['architecture'].get('name')}; "
+                                 "the file is damaged, export it again")
         full = torch.zeros(reference[name].numel(), dtype=reference[name].dtype)
         values = tensors[f"values/{name}"]
         if values.numel() != int(mask[name].sum()):
             raise TicketlabError(f"{path}: {name} stores {values.numel()} values for {int(mask[name].sum())} live weights; the file is damaged")
         full[mask[name].reshape(-1)] = values.to(full.dtype)
         state[name] = full.reshape(reference[name].shape)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise TicketlabError(f"{path}: the stored weights do not fit its architecture "
+                             f"({str(exc).splitlines()[-1].strip()}); export it again") from None
     return model, mask, meta
+
+
+def check_metadata(path: Path, meta) -> None:
+    """The compact metadata's fields and their types (the checksum covers the tensors, not this)."""
+    def bad(problem: str):
+        raise TicketlabError(f"{path}: its {KEY} metadata {problem}; the file is damaged, export it again")
+    if not isinstance(meta, dict):
+        bad(f"is a {type(meta).__name__}, not an object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise TicketlabError(f"{path} has compact format version {meta.get('format_version')!r}; this ticketlab reads {FORMAT_VERSION}")
+    if not isinstance(meta.get("checksum"), str):
+        bad("has no checksum")
+    if not isinstance(meta.get("architecture"), dict) or not isinstance(meta["architecture"].get("input_shape"), list):
+        bad("has no architecture object with an input_shape list")
+    shapes = meta.get("mask_shapes")
+    if not isinstance(shapes, dict) or not all(
+            isinstance(name, str) and isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+            for name, shape in shapes.items()):
+        bad("has no mask_shapes object of lists of sizes")
+    if not isinstance(meta.get("info", {}), dict):
+        bad("has an info field that is not an object")

@@ -143,6 +143,8 @@ def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool
     if half and fmt != "compact":
         raise TicketlabError("--half applies to the compact format only")
     out = Path(out)
+    if out.exists() and out.resolve() == Path(ticket_path).resolve():
+        raise TicketlabError(f"--out {out} is the ticket itself; write the export to another file")
     ticket = load_ticket(ticket_path)
     model = ticket_model(ticket, weights)
     info = provenance(ticket)
@@ -168,15 +170,24 @@ def _safetensors_metadata(path: Path) -> dict | None:
         return None
 
 
-def load_exported(path: str | Path) -> Loaded:
-    """Read a ticket file or any export back, ready to run on batches (eval mode)."""
+def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
+    """Read a ticket file or any export back, ready to run on batches (eval mode).
+
+    TorchScript is loaded only with `torchscript=True`: a TorchScript file holds code that runs when
+    it is loaded, so only files the user trusts may be read that way (safetensors and ONNX hold data).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise TicketlabError(f"{path} is a folder; give a ticket file or an exported model")
     if not path.is_file():
         raise TicketlabError(f"{path} does not exist; give a ticket file or an exported model")
     if path.suffix == ".onnx":
         return _load_onnx(path)
     metadata = _safetensors_metadata(path)
     if metadata is None:
+        if not torchscript:
+            raise TicketlabError(f"{path} is neither a ticket nor a ticketlab export (safetensors) nor ONNX; if it is a "
+                                 "TorchScript file you trust, pass --torchscript (loading TorchScript runs code from the file)")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; TorchScript files still load
@@ -193,15 +204,44 @@ def load_exported(path: str | Path) -> Loaded:
         model.eval()
         return Loaded("compact", model, model, mask, tuple(meta["architecture"]["input_shape"]), meta)
     if DENSE_KEY in metadata:
-        meta = json.loads(metadata[DENSE_KEY])
-        state = load_file(str(path))
-        if _state_checksum(state) != meta.get("checksum"):
+        meta = dense_metadata(path, metadata[DENSE_KEY])
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise TicketlabError(f"{path} is not a readable dense export ({exc}); export it again") from None
+        if _state_checksum(state) != meta["checksum"]:
             raise TicketlabError(f"{path} is damaged (checksum mismatch); export it again")
         model = model_from_architecture(meta["architecture"])
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise TicketlabError(f"{path}: the stored weights do not fit its architecture "
+                                 f"({str(exc).splitlines()[-1].strip()}); export it again") from None
         model.eval()
         return Loaded("dense", model, model, None, tuple(meta["architecture"]["input_shape"]), meta)
     raise TicketlabError(f"{path} is a safetensors file but not one ticketlab wrote (no ticketlab metadata)")
+
+
+def dense_metadata(path: Path, text: str) -> dict:
+    """The JSON metadata of a dense export, checked field by field (the checksum covers only the tensors)."""
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        raise TicketlabError(f"{path}: its {DENSE_KEY} metadata is not JSON; the file is damaged, export it again") from None
+    problem = None
+    if not isinstance(meta, dict):
+        problem = f"is a {type(meta).__name__}, not an object"
+    elif not isinstance(meta.get("architecture"), dict):
+        problem = "has no architecture object"
+    elif not isinstance(meta.get("checksum"), str):
+        problem = "has no checksum"
+    elif not isinstance(meta.get("info", {}), dict):
+        problem = "has an info field that is not an object"
+    elif not isinstance(meta["architecture"].get("input_shape"), list):
+        problem = "has an architecture without an input_shape list"
+    if problem:
+        raise TicketlabError(f"{path}: its {DENSE_KEY} metadata {problem}; the file is damaged, export it again")
+    return meta
 
 
 def _load_onnx(path: Path) -> Loaded:

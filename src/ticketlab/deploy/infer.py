@@ -16,6 +16,8 @@ from ticketlab.deploy.export import load_exported
 from ticketlab.deploy.sparse import sparsify
 from ticketlab.errors import TicketlabError
 
+MAX_BATCH = 65_536  # examples per inference batch: a larger batch only costs memory
+
 
 def data_config_for(loaded, dataset: str | None, data_root: str | None, test_subset: int | None) -> DataConfig:
     stored = (loaded.meta.get("info") or loaded.meta).get("data_config") if loaded.meta else None
@@ -28,11 +30,12 @@ def data_config_for(loaded, dataset: str | None, data_root: str | None, test_sub
 
 @torch.no_grad()
 def run_inference(path: str, dataset: str | None = None, data_root: str | None = None, test_subset: int | None = None,
-                  batch_size: int = 256, path_mode: str = "auto") -> dict:
+                  batch_size: int = 256, path_mode: str = "auto", torchscript: bool = False) -> dict:
+    """`torchscript=True` allows a TorchScript file, whose loading runs code from it (trusted files only)."""
     from ticketlab.jobs import load_data_config
-    if batch_size < 1:
-        raise TicketlabError(f"--batch-size must be at least 1, got {batch_size}")
-    loaded = load_exported(path)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+        raise TicketlabError(f"--batch-size must be a whole number from 1 to {MAX_BATCH:,}, got {batch_size!r}")
+    loaded = load_exported(path, torchscript=torchscript)
     data = load_data_config(data_config_for(loaded, dataset, data_root, test_subset))
     if loaded.input_shape and tuple(loaded.input_shape) != tuple(data.input_shape) and loaded.kind != "onnx":
         raise TicketlabError(f"{path} takes inputs of shape {tuple(loaded.input_shape)} but {data.name} has "

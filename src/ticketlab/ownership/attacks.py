@@ -38,6 +38,7 @@ KINDS = ("finetune", "prune-magnitude", "prune-random", "densify", "permute", "f
 DEFAULT_STRENGTH = {"finetune": 10.0, "prune-magnitude": 0.5, "prune-random": 0.5, "densify": 1.0,
                     "permute": 1.0, "forge": None}
 DEFAULT_DENSIFY_SCALE = 0.01
+MAX_FINETUNE_EPOCHS = 100_000
 
 
 def check_strength(kind: str, strength: float | None) -> float | None:
@@ -45,6 +46,10 @@ def check_strength(kind: str, strength: float | None) -> float | None:
         raise TicketlabError(f"unknown attack kind {kind!r}; known: {', '.join(KINDS)}")
     if strength is None:
         return DEFAULT_STRENGTH[kind]
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise TicketlabError(f"--strength must be a finite number, got {strength!r}")
+    if kind == "finetune" and strength > MAX_FINETUNE_EPOCHS:
+        raise TicketlabError(f"--strength for finetune is at most {MAX_FINETUNE_EPOCHS:,} epochs, got {strength:g}")
     if kind == "finetune" and not strength > 0:
         raise TicketlabError(f"--strength for finetune is a number of epochs > 0, got {strength}")
     if kind in ("prune-magnitude", "prune-random") and not 0 < strength < 1:

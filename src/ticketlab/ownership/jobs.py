@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ticketlab import checks
 from ticketlab.config import DataConfig, TrainConfig, derive_seed, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership import attacks
 from ticketlab.ownership.chain import layer_chain, layer_index
-from ticketlab.ownership.claim import DEFAULT_SIGNIFICANCE, FORMAT, VERSION, pack_reference, read_claim, write_claim
+from ticketlab.ownership.claim import (DEFAULT_SIGNIFICANCE, FORMAT, MAX_TRIGGERS, VERSION, pack_reference, read_claim,
+                                       write_claim)
 from ticketlab.ownership.keys import (commitment, generate_key, key_fingerprint, keyed_seed, read_key, signature_bits,
                                       ticket_id, write_key)
 from ticketlab.ownership.signature import (GROUP, RELATIVE_THRESHOLD, UNIT_TEXT, default_carriers, embed, place_bits,
@@ -64,6 +67,13 @@ def load_ticket_data(ticket: Ticket, data_root: str | None):
         raise TicketlabError(f"dataset {cfg.dataset} has inputs {data.input_shape}, the ticket's model takes "
                              f"{tuple(ticket.architecture['input_shape'])}")
     return data
+
+
+def check_recipe_data(cfg: TrainConfig, ticket: Ticket, data) -> None:
+    """A retraining from the ticket's rewind point with `cfg` fits the data (before anything is written)."""
+    rewind = int(ticket.info.get("rewind_step", 0))
+    checks.check_training_data(cfg, len(data.train_y), data.name,
+                               {"the ticket's rewind step": f"{rewind}it"} if rewind else None)
 
 
 def carrier_names(spec: str | None) -> list[str] | None:
@@ -219,6 +229,7 @@ def sign_job(ticket_path: str | Path, key_path: str | Path, out: str | Path, cla
     cfg = recipe(ticket, overrides or {})
     plan = plan_signature(ticket, key, bits, carrier_names(carriers))
     data = load_ticket_data(ticket, data_root)
+    check_recipe_data(cfg, ticket, data)
     work = work_folder(out, "signing", {"ticket": read_metadata(ticket_path)["checksum"], "key": key_fingerprint(key),
                                         "bits": len(plan.bits), "carriers": plan.carriers, "triggers": triggers,
                                         "per_batch": per_batch, "train": dataclasses.asdict(cfg)})
@@ -233,20 +244,24 @@ def sign_job(ticket_path: str | Path, key_path: str | Path, out: str | Path, cla
 def check_counts(triggers: int, per_batch: int, significance: float) -> None:
     if triggers < 0 or per_batch < 1:
         raise TicketlabError(f"--triggers must be 0 or more and --triggers-per-batch at least 1 (got {triggers}, {per_batch})")
+    if triggers > MAX_TRIGGERS or per_batch > MAX_TRIGGERS:
+        raise TicketlabError(f"--triggers and --triggers-per-batch must be at most {MAX_TRIGGERS:,} (got {triggers}, {per_batch})")
     if not 0 < significance < 1:
         raise TicketlabError(f"--significance must be in (0, 1), got {significance}")
 
 
 # ---- verify ----------------------------------------------------------------------------------
 
-def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path, black_box: bool = False) -> dict:
+def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path, black_box: bool = False,
+               torchscript: bool = False) -> dict:
+    """`torchscript=True` (black-box only) allows a TorchScript suspect, whose loading runs code from it."""
     from ticketlab.deploy.export import load_exported
     key = read_key(key_path)
     claim = read_claim(claim_path)
     if black_box:
         if int(claim.get("triggers", 0)) < 1:
             raise TicketlabError(f"claim {claim_path} has no trigger set (signed with --triggers 0); verify white-box")
-        loaded = load_exported(suspect)
+        loaded = load_exported(suspect, torchscript=torchscript)
         shape = tuple(claim["architecture"]["input_shape"])
         if loaded.input_shape and tuple(loaded.input_shape) != shape:
             raise TicketlabError(f"{suspect} takes inputs {tuple(loaded.input_shape)}, the claim's model {shape}; "
@@ -294,13 +309,18 @@ def attack_job(signed_path: str | Path, kind: str, strength: float | None, out: 
     check_outputs(out, *extra_outputs, inputs=(Path(signed_path),))
     if kind == "forge" and extra_outputs[0].exists():
         raise TicketlabError(f"{extra_outputs[0]} already exists; a key file is never overwritten, choose another --out")
-    if scale <= 0:
-        raise TicketlabError(f"--scale must be positive, got {scale}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise TicketlabError(f"--scale must be a positive finite number, got {scale!r}")
+    checks.seed("--seed", seed)
     ticket = load_ticket(signed_path)
     if kind in ("permute", "forge"):
         layer_chain(model_from_architecture(ticket.architecture))  # supported model?
     cfg = recipe(ticket, overrides or {}) if kind in ("finetune", "forge") else None
     data = load_ticket_data(ticket, data_root)
+    if kind == "forge":
+        check_recipe_data(cfg, ticket, data)
+    elif kind == "finetune":
+        checks.check_training_data(dataclasses.replace(cfg, steps="1it", eval_every="1it"), len(data.train_y), data.name)
     generator = torch.Generator().manual_seed(derive_seed(seed, f"attack:{kind}"))
     result = {"kind": kind, "strength": strength, "seed": seed,
               "signed_test_accuracy": (ticket.info.get("metrics") or {}).get("test_accuracy")}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,17 @@ def write_key(path: str | Path, key: bytes) -> None:
 
 def read_key(path: str | Path) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise TicketlabError(f"key file {path} is a folder; give the file `ticketlab keygen` wrote")
     if not path.is_file():
         raise TicketlabError(f"key file {path} does not exist; create one with `ticketlab keygen --out {path}`")
     key = path.read_bytes()
     if len(key) != KEY_BYTES:
         raise TicketlabError(f"{path} holds {len(key)} bytes, a ticketlab key holds {KEY_BYTES}; give a file written by `ticketlab keygen`")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:  # as ssh does for private keys: say so, and go on
+        print(f"ticketlab: warning: key file {path} is accessible by others (mode {mode:04o}); "
+              f"make it private with chmod 600 {path}", file=sys.stderr)
     return key
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ticketlab.config import option, validate_density
+from ticketlab import checks
+from ticketlab.config import MAX_SCORE_BATCHES, option, validate_density
 from ticketlab.errors import TicketlabError
-from ticketlab.steps import check_step
 
 BASELINES = ("none", "magnitude", "snip", "grasp", "synflow", "random")
 
@@ -39,19 +39,27 @@ class SuperConfig:
     calibration_batches: int = option(10, "before a found network is evaluated, its BatchNorm statistics are "
                                       "re-estimated on this many training batches (pruning makes them stale); 0 = off")
 
+    def __post_init__(self):
+        validate_super(self)
+
 
 def validate_super(cfg: SuperConfig) -> None:
     validate_density(cfg.density)
-    for name in ("shrink_interval", "rho_warmup", "retrain") + (() if cfg.prune_interval == "auto" else ("prune_interval",)):
-        check_step(getattr(cfg, name), name.replace("_", "-"))
-    if cfg.rho < 0:
-        raise TicketlabError(f"--rho must be 0 or more, got {cfg.rho}")
-    if cfg.gamma_threshold < 0:
-        raise TicketlabError(f"--gamma-threshold must be 0 or more, got {cfg.gamma_threshold}")
-    if cfg.calibration_batches < 0:
-        raise TicketlabError(f"--calibration-batches must be 0 or more, got {cfg.calibration_batches}")
-    if cfg.score_batches < 1:
-        raise TicketlabError(f"--score-batches must be at least 1, got {cfg.score_batches}")
+    checks.text("--prune-interval", cfg.prune_interval)
+    if cfg.prune_interval != "auto":
+        checks.length(cfg.prune_interval, "prune-interval")
+    checks.length(cfg.shrink_interval, "shrink-interval")
+    checks.length(cfg.rho_warmup, "rho-warmup")
+    checks.length(cfg.retrain, "retrain")
+    checks.non_negative("--rho", cfg.rho)
+    checks.non_negative("--gamma-threshold", cfg.gamma_threshold)
+    checks.integer("--calibration-batches", cfg.calibration_batches, 0, MAX_SCORE_BATCHES)
+    checks.integer("--score-batches", cfg.score_batches, 1, MAX_SCORE_BATCHES)
+    checks.text("--schedule", cfg.schedule, ("progressive", "one-shot"))
+    checks.text("--masks-on-shrink", cfg.masks_on_shrink, ("reset", "keep"))
+    checks.text("--baseline", cfg.baseline, BASELINES)
+    for name in ("reactivation", "reset_masks_after_prune", "search"):
+        checks.boolean("--" + name.replace("_", "-"), getattr(cfg, name))
     if cfg.baseline != "none" and not cfg.search:
         raise TicketlabError("a baseline prunes the searched network; drop --no-search or use --baseline none")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ticketlab.checks import read_json_file
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json, write_text
+from ticketlab.files import write_json, write_text
 from ticketlab.report import pyplot, save_figure
 
 
@@ -21,9 +22,15 @@ def load_points(run_dirs: list[str]) -> list[dict]:
         path = Path(run_dir) / "summary.json"
         if not path.is_file():
             raise TicketlabError(f"{run_dir} holds no summary.json; give run directories written by `ticketlab supertickets`")
-        summary = read_json(path)
-        if summary.get("kind") != "supertickets":
-            raise TicketlabError(f"{run_dir} is a {summary.get('kind')} run; the frontier plots `ticketlab supertickets` runs")
+        summary = read_json_file(path, "run summary")
+        if not isinstance(summary, dict) or summary.get("kind") != "supertickets":
+            kind = summary.get("kind") if isinstance(summary, dict) else None
+            raise TicketlabError(f"{run_dir} is a {kind} run; the frontier plots `ticketlab supertickets` runs")
+        needed = {"method": str, "target_density": (int, float), "flops": (int, float), "live_parameters": (int, float),
+                  "train_examples": (int, float), "seeds": list}
+        wrong = [k for k, kind in needed.items() if not isinstance(summary.get(k), kind) or isinstance(summary.get(k), bool)]
+        if wrong:
+            raise TicketlabError(f"{path} lacks or has wrong values for {', '.join(wrong)}; the run's summary is damaged")
         for stage in ("found", "retrained"):
             key = "test_accuracy" if stage == "found" else "retrained_test_accuracy"
             if summary.get(key) is None:
