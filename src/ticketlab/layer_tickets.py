@@ -49,7 +49,7 @@ def weight_importance(model: CifarResNet, data, criterion: str, seed: int, score
                       batch_size: int) -> dict[str, torch.Tensor]:
     """Per-weight importance (higher = keep) of every prunable weight under the criterion."""
     if criterion == "magnitude":
-        return {n: p.detach().abs().double() for n, p in model.named_parameters() if n in model.prunable_names}
+        return {n: p.detach().abs().double() for n, p in model.named_parameters() if n in set(model.prunable_names)}
     result = find_mask(criterion, model, data, 1.0, seed=seed, score_batches=score_batches, batch_size=batch_size)
     sign = -1.0 if PAI_METHODS[criterion].score_order == "smallest" else 1.0
     return {n: sign * s for n, s in result.scores.items()}

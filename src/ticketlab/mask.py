@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ticketlab.errors import TicketlabError
+from ticketlab.models.registry import prunable_names
 
 
 class Mask:
@@ -25,8 +26,9 @@ class Mask:
 
     @classmethod
     def ones(cls, model: nn.Module) -> "Mask":
+        """Keep everything: one all-True mask per prunable tensor of any nn.Module (see models.prunable_names)."""
         params = dict(model.named_parameters())
-        return cls({name: torch.ones_like(params[name], dtype=torch.bool) for name in model.prunable_names})
+        return cls({name: torch.ones_like(params[name], dtype=torch.bool) for name in prunable_names(model)})
 
     def names(self) -> list[str]:
         return list(self.tensors)

@@ -16,12 +16,14 @@ import torch.nn.functional as F
 from ticketlab.data.cifar import load_cifar10, load_cifar100
 from ticketlab.data.dataset import Dataset, RawSplits
 from ticketlab.data.digits import load_digits
+from ticketlab.data.external import from_torch
 from ticketlab.data.idx_sets import load_fashion_mnist, load_mnist
 from ticketlab.data.mnist1d_set import load_mnist1d
 from ticketlab.data.prepare import prepare
 from ticketlab.data.roots import resolve_data_root
 from ticketlab.data.synthetic import load_synthetic, load_synthetic_images
 from ticketlab.errors import TicketlabError
+from ticketlab.factories import import_object, is_factory_name
 
 
 @dataclass(frozen=True)
@@ -74,17 +76,19 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
       8x8 digits to the resolution of a network made for Fashion-MNIST.
     """
     entry = DATASETS.get(name)
-    if entry is None:
-        raise TicketlabError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    if val_size is None:
-        val_size = entry.default_val_size
+    if entry is None and not is_factory_name(name):
+        raise TicketlabError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}, or "
+                             "package.module:factory for a dataset of your own")
     if not isinstance(pad, int) or pad < 0:
         raise TicketlabError(f"--pad must be a non-negative number of pixels, got {pad!r}")
     if not isinstance(resize, int) or resize < 0:
         raise TicketlabError(f"--resize must be a non-negative number of pixels, got {resize!r}")
-    raw = entry.loader(resolve_data_root(data_root))
-    data = prepare(name, raw, val_size=val_size, train_subset=train_subset, split_seed=split_seed,
-                   test_subset=test_subset)
+    if entry is None:
+        data = _from_factory(name, val_size, train_subset, split_seed, test_subset)
+    else:
+        raw = entry.loader(resolve_data_root(data_root))
+        data = prepare(name, raw, val_size=entry.default_val_size if val_size is None else val_size,
+                       train_subset=train_subset, split_seed=split_seed, test_subset=test_subset)
     if resize:
         data = _resized(name, data, resize)
     if pad:
@@ -94,6 +98,21 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
         data = dataclasses.replace(data, train_x=F.pad(data.train_x, sides), val_x=F.pad(data.val_x, sides),
                                    test_x=F.pad(data.test_x, sides))
     return data
+
+
+def _from_factory(name: str, val_size: int | None, train_subset: int, split_seed: int, test_subset: int) -> Dataset:
+    """A dataset of the user's own: `package.module:factory` returns (train, test) torch Datasets or a Dataset."""
+    made = import_object(name, "dataset factory")()
+    if isinstance(made, Dataset):
+        if val_size is not None or train_subset or test_subset:
+            raise TicketlabError(f"dataset factory {name} returns a ready Dataset, already split; drop --val-size, "
+                                 "--train-subset and --test-subset (or return (train, test) torch Datasets)")
+        return dataclasses.replace(made, name=name)
+    if isinstance(made, (tuple, list)) and len(made) == 2:
+        return from_torch(made[0], made[1], val_size=val_size, seed=split_seed, name=name, train_subset=train_subset,
+                          test_subset=test_subset)
+    raise TicketlabError(f"dataset factory {name} returned a {type(made).__name__}; return (train_set, test_set) "
+                         "torch Datasets or a ticketlab Dataset")
 
 
 def _resized(name: str, data: Dataset, size: int) -> Dataset:

@@ -14,6 +14,7 @@ Every model `create_model` returns carries three attributes the rest of ticketla
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -22,12 +23,14 @@ import torch
 from torch import nn
 
 from ticketlab.errors import TicketlabError
+from ticketlab.factories import check_kwargs, is_factory_name
+from ticketlab.models.factory import build_from_factory
 from ticketlab.models.initialization import initialize_weights_
 from ticketlab.models.resize import resize_modules
 
 Builder = Callable[[re.Match, tuple[int, ...], int], nn.Module]
 
-PRUNABLE_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+PRUNABLE_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,24 @@ def require_image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, i
     return input_shape
 
 
-def find_prunable_names(model: nn.Module) -> list[str]:
-    """Weights of every Linear/Conv1d/Conv2d, in `named_parameters()` order."""
-    names = {f"{prefix}.weight" if prefix else "weight"
-             for prefix, module in model.named_modules() if isinstance(module, PRUNABLE_LAYER_TYPES)}
-    return [name for name, _ in model.named_parameters() if name in names]
+def find_prunable_names(model: nn.Module, include: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
+    """Weights of every Linear and Conv layer (subclasses included) and attention projections (the input
+    projection of nn.MultiheadAttention; its output projection is a Linear), in `named_parameters()`
+    order; `include` / `exclude` narrow them by name pattern (fnmatch, e.g. "encoder.*")."""
+    names = set()
+    for prefix, module in model.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        if isinstance(module, PRUNABLE_LAYER_TYPES) and isinstance(getattr(module, "weight", None), nn.Parameter):
+            names.add(f"{dot}weight")
+        elif isinstance(module, nn.MultiheadAttention):
+            names.update(f"{dot}{p}" for p in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+                         if getattr(module, p, None) is not None)
+    found = [name for name, _ in model.named_parameters() if name in names]
+    if include:
+        found = [n for n in found if any(fnmatch.fnmatchcase(n, pattern) for pattern in include)]
+    if exclude:
+        found = [n for n in found if not any(fnmatch.fnmatchcase(n, pattern) for pattern in exclude)]
+    return found
 
 
 def find_output_name(model: nn.Module) -> str:
@@ -129,32 +145,75 @@ def output_name(model: nn.Module) -> str:
     return name if name is not None else find_output_name(model)
 
 
-def create_model(name: str, input_shape: tuple[int, ...], num_classes: int,
-                 seed: int | None = None) -> nn.Module:
+def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None, *,
+                 kwargs: dict | str | None = None, prunable: dict | None = None, output: str | None = None) -> nn.Module:
     """Build and initialize the model called `name` for inputs of `input_shape` (no batch dim).
 
-    With `seed`, initialization runs on a forked CPU RNG seeded with it, so the same seed gives
-    bit-identical weights and the caller's global RNG stream is left exactly where it was.
+    `name` is a registered name or `package.module:factory` (see models/factory.py; `kwargs` are the
+    factory's JSON keyword arguments). `prunable` = {"include": [patterns], "exclude": [patterns]}
+    narrows the prunable tensors by name, and `output` names the output layer's weight (default: the
+    last Linear's). With `seed`, initialization runs on a forked CPU RNG seeded with it, so the same
+    seed gives bit-identical weights and the caller's global RNG stream is left exactly where it was.
     """
     if not isinstance(name, str):
         raise TicketlabError(f"model name must be a string; got {name!r}; {known_models_hint()}")
-    family, match = _find_family(name)
+    custom = is_factory_name(name)
+    family, match = (None, None) if custom else _find_family(name)
+    if kwargs and not custom:
+        raise TicketlabError(f"model {name} takes no keyword arguments; they are for package.module:factory models")
+    kwargs = check_kwargs(kwargs, name) if custom else {}
+    prunable = _check_prunable(prunable)
     shape = _check_shape_and_classes(name, input_shape, num_classes)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise TicketlabError(f"model seed must be a non-negative int below 2**63 or None; got {seed!r}")
 
+    def build() -> nn.Module:
+        if custom:
+            return build_from_factory(name, shape, num_classes, kwargs)
+        return _build_and_initialize(family, match, shape, num_classes)
+
     if seed is None:
-        model = _build_and_initialize(family, match, shape, num_classes)
+        model = build()
     else:
         # devices=[]: models are built on the CPU, so there is no CUDA RNG state to protect.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = _build_and_initialize(family, match, shape, num_classes)
+            model = build()
 
-    model.prunable_names = find_prunable_names(model)
-    model.output_name = find_output_name(model)
-    model.architecture = {"name": name, "input_shape": list(shape), "num_classes": num_classes}
+    architecture = {"name": name, "input_shape": list(shape), "num_classes": num_classes}
+    if custom:
+        architecture["kwargs"] = kwargs
+    if prunable:
+        architecture["prunable"] = prunable
+    if output is not None:
+        architecture["output"] = output
+    return describe(model, architecture)
+
+
+def describe(model: nn.Module, architecture: dict) -> nn.Module:
+    """Attach what ticketlab relies on (prunable_names, output_name, architecture) to a built model."""
+    prunable = architecture.get("prunable") or {}
+    model.prunable_names = find_prunable_names(model, prunable.get("include"), prunable.get("exclude"))
+    if not model.prunable_names:
+        raise TicketlabError(f"model {architecture['name']} has no prunable weights (Linear, Conv or attention "
+                             "projections) left by the include/exclude patterns; widen them")
+    output = architecture.get("output")
+    if output is not None and output not in dict(model.named_parameters()):
+        raise TicketlabError(f"output layer {output!r} is not a parameter of model {architecture['name']}; "
+                             "name its weight as in named_parameters(), e.g. head.weight")
+    model.output_name = output if output is not None else find_output_name(model)
+    model.architecture = architecture
     return model
+
+
+def _check_prunable(prunable) -> dict:
+    if not prunable:
+        return {}
+    if (not isinstance(prunable, dict) or not set(prunable) <= {"include", "exclude"}
+            or not all(isinstance(v, list) and all(isinstance(p, str) for p in v) for v in prunable.values())):
+        raise TicketlabError(f"prunable must be {{'include': [name patterns], 'exclude': [name patterns]}}; "
+                             f"got {prunable!r}")
+    return {k: list(v) for k, v in prunable.items() if v}
 
 
 def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int, ...],
@@ -166,8 +225,9 @@ def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int
 
 ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
 # "shapes": sizes of the modules a shrink made smaller (deploy/shrink.py);
-# "paths": hidden widths of a searched supernet's kernel paths (models/supernet.py).
-OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths")
+# "paths": hidden widths of a searched supernet's kernel paths (models/supernet.py);
+# "kwargs": a factory model's keyword arguments; "prunable", "output": the choice of pruned tensors.
+OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths", "kwargs", "prunable", "output")
 
 
 def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
@@ -184,12 +244,12 @@ def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
         raise TicketlabError(f"architecture {spec!r} must have exactly the keys {list(ARCHITECTURE_KEYS)}, "
                              f"optionally {list(OPTIONAL_ARCHITECTURE_KEYS)} (missing {missing}, unexpected {extra}); "
                              "the ticket file may be damaged")
-    model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed)
+    model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed, kwargs=spec.get("kwargs"),
+                         prunable=spec.get("prunable"), output=spec.get("output"))
     if "paths" in spec:
         from ticketlab.models.supernet import set_path_widths
         set_path_widths(model, spec["paths"], seed=seed)
-        model.prunable_names = find_prunable_names(model)
-        model.architecture = spec
+        describe(model, spec)
     if "shapes" in spec:
         if not isinstance(spec["shapes"], dict):
             raise TicketlabError(f"architecture shapes must be a dict of module sizes; got {spec['shapes']!r}")
