@@ -5,6 +5,7 @@ An interrupted run therefore never leaves a half-written file that looks complet
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -66,9 +67,12 @@ def _write_atomically(path: Path, data: bytes, mode: int | None) -> None:
         raise
 
 
-def remove_stale_temporaries(directory: Path) -> None:
-    """Delete the temp files of writers that were killed mid-write (their pid no longer runs)."""
-    for tmp in directory.rglob(".*.tmp"):
+def remove_stale_temporaries(directory: Path, names: list[str] | None = None) -> None:
+    """Delete the temp files of writers that were killed mid-write (their pid no longer runs): all under
+    `directory`, or only those of the files `names` directly in it (outputs beside a user's other files)."""
+    candidates = directory.rglob(".*.tmp") if names is None else [
+        tmp for name in names for tmp in directory.glob(f".{glob.escape(name)}.*.tmp")]
+    for tmp in candidates:
         parts = tmp.name.split(".")
         pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
         if pid is not None and not _running(pid):

@@ -217,8 +217,11 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
 
     def checkpoint() -> None:
         fold()
-        _save_checkpoint(checkpoint_path, model, optimizer, state)
+        # The metrics first, the checkpoint last: a run killed between the two resumes from the previous
+        # checkpoint and rewrites both. (The other order lost the final records for good: a run killed
+        # after its final checkpoint resumes with nothing left to train and never rewrote metrics.jsonl.)
         write_jsonl(out_dir / "metrics.jsonl", state["metrics"])
+        _save_checkpoint(checkpoint_path, model, optimizer, state)
 
     started = time.perf_counter()
     first = state["iteration"]

@@ -23,6 +23,7 @@ import torch
 from ticketlab import checks
 from ticketlab.config import DataConfig, TrainConfig, derive_seed, validate_train
 from ticketlab.errors import TicketlabError
+from ticketlab.files import remove_stale_temporaries
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership import attacks
 from ticketlab.ownership.chain import layer_chain, layer_index
@@ -35,7 +36,7 @@ from ticketlab.ownership.signature import (GROUP, RELATIVE_THRESHOLD, UNIT_TEXT,
 from ticketlab.ownership.triggers import DEFAULT_TRIGGERS, PER_BATCH, TriggerMixer, make_triggers
 from ticketlab.ownership.verify import blackbox, suspect_state, whitebox
 from ticketlab.runs import open_dir
-from ticketlab.ticket import Ticket, load_ticket, read_metadata
+from ticketlab.ticket import Ticket, load_ticket, read_metadata, timings_path
 from ticketlab.trainer import evaluate, train
 
 
@@ -230,6 +231,8 @@ def sign_job(ticket_path: str | Path, key_path: str | Path, out: str | Path, cla
     plan = plan_signature(ticket, key, bits, carrier_names(carriers))
     data = load_ticket_data(ticket, data_root)
     check_recipe_data(cfg, ticket, data)
+    for target in (out, timings_path(out), claim_path):  # what writers of an earlier, killed run left beside them
+        remove_stale_temporaries(target.parent, [target.name])
     work = work_folder(out, "signing", {"ticket": read_metadata(ticket_path)["checksum"], "key": key_fingerprint(key),
                                         "bits": len(plan.bits), "carriers": plan.carriers, "triggers": triggers,
                                         "per_batch": per_batch, "train": dataclasses.asdict(cfg)})
