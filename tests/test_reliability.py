@@ -315,3 +315,13 @@ def test_damaged_run_files_give_one_line_saying_how_to_recover(cli, tmp_path, da
     assert res.code == 2 and "Traceback" not in res.err, res.err
     error = [line for line in res.err.splitlines() if "error" in line]  # progress lines of resumed levels aside
     assert len(error) == 1 and "damaged" in error[0] and ("delete" in error[0] or "restore" in error[0]), res.err
+
+
+def test_a_valid_ticket_at_a_non_utf8_path_loads(cli, tmp_path, trained_ticket):
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))  # Latin-1 bytes: not valid UTF-8
+    folder.mkdir()
+    copy = folder / "ticket.safetensors"
+    copy.write_bytes(trained_ticket.read_bytes())
+    res = cli("show", copy, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["method"] == "snip"

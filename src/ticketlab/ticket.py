@@ -186,6 +186,8 @@ def check_metadata(meta: dict, path) -> None:
         raise bad("field 'architecture' needs a name, an input_shape of positive integers and num_classes")
     if not meta["mask_shapes"] or not all(isinstance(k, str) and _ints(v, 0) for k, v in meta["mask_shapes"].items()):
         raise bad("field 'mask_shapes' must map layer names to shapes")
+    if not all(isinstance(k, str) and isinstance(v, _NUMBER) for k, v in meta["layers"].items()):
+        raise bad("field 'layers' must map layer names to densities")
     for key in ("metrics", "search_cost"):
         for name, value in meta.get(key, {}).items():
             if value is not None and not isinstance(value, (*_NUMBER, dict)) or isinstance(value, bool):
