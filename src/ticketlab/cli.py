@@ -295,6 +295,9 @@ def cmd_train_ticket(args) -> int:
         result = read_json(out_dir / "result.json")
     else:
         data = load_data_config(data_cfg)
+        checks.check_training_data(train_cfg, len(data.train_y), data.name,
+                                   {"the ticket's rewind step": f"{int(ticket.info.get('rewind_step', 0))}it"},
+                                   data.input_shape)
         open_dir(out_dir)
         summary = train_ticket_file(Path(args.ticket), out_dir, data, args.quiet or args.json, train_cfg=train_cfg)
         result = {"run_dir": str(out_dir), "ticket": str(out_dir / "ticket.safetensors"), "density": ticket.mask.density(),

@@ -3,35 +3,25 @@
 Layout (safetensors): `mask/<name>` packed mask bits, `values/<name>` the live weights of that tensor
 in row-major order (float32, or float16 with `half`), `state/<key>` every other entry of the
 state_dict (biases, BatchNorm) in full, and JSON metadata under "ticketlab-compact": architecture,
-mask shapes, value dtype, provenance and a SHA-256 checksum of the tensors. In float32 it loads
+mask shapes, value dtype, provenance and a SHA-256 checksum of the whole file but the checksum. In float32 it loads
 back to exactly the weights it was made from; float16 rounds the live values (and says so).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 
 from ticketlab.errors import TicketlabError
-from ticketlab.files import write_safetensors
+from ticketlab.files import checked_metadata, verify_checksum, write_checked_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
 
 KEY = "ticketlab-compact"
-FORMAT_VERSION = 1
-
-
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].numpy().tobytes())
-    return digest.hexdigest()
+FORMAT_VERSION = 2  # 2: the checksum covers the metadata and header too
 
 
 def save_compact(path: str | Path, architecture: dict, mask: Mask, state: dict[str, torch.Tensor],
@@ -43,8 +33,8 @@ def save_compact(path: str | Path, architecture: dict, mask: Mask, state: dict[s
     tensors.update({f"state/{k}": v.detach() for k, v in state.items() if k not in mask.tensors})
     tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
     meta = {"format_version": FORMAT_VERSION, "architecture": architecture, "mask_shapes": mask.shapes(),
-            "values_dtype": str(dtype).removeprefix("torch."), "info": info or {}, "checksum": _checksum(tensors)}
-    write_safetensors(path, tensors, {KEY: json.dumps(meta, sort_keys=True)})
+            "values_dtype": str(dtype).removeprefix("torch."), "info": info or {}}
+    write_checked_safetensors(path, tensors, KEY, meta)
 
 
 def is_compact(metadata: dict | None) -> bool:
@@ -55,14 +45,16 @@ def load_compact(path: str | Path) -> tuple[torch.nn.Module, Mask, dict]:
     """(model with the stored weights, its mask, metadata). Pruned weights are exact zeros."""
     path = Path(path)
     try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads((f.metadata() or {})[KEY])
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        data = path.read_bytes()
+        meta = checked_metadata(data, KEY)
+        if meta is None:
+            raise ValueError(f"no {KEY} metadata")
+        tensors = safetensors_load(data)
+    except (SafetensorError, OSError, ValueError) as exc:
         raise TicketlabError(f"{path} is not a readable compact ticket file ({exc}); export it again") from None
     check_metadata(path, meta)
-    if _checksum(tensors) != meta["checksum"]:
-        raise TicketlabError(f"{path} is damaged (checksum mismatch); export it again")
+    if not verify_checksum(data, KEY, meta):
+        raise TicketlabError(f"{path} is damaged or was edited (checksum mismatch); export it again")
     missing = [f"{kind}/{n}" for n in meta["mask_shapes"] for kind in ("mask", "values") if f"{kind}/{n}" not in tensors]
     if missing:
         raise TicketlabError(f"{path} lacks the tensors {missing[:3]}; the file is damaged, export it again")
@@ -92,7 +84,7 @@ def load_compact(path: str | Path) -> tuple[torch.nn.Module, Mask, dict]:
 
 
 def check_metadata(path: Path, meta) -> None:
-    """The compact metadata's fields and their types (the checksum covers the tensors, not this)."""
+    """The compact metadata's fields and their types (the checksum shows edits, not crafted files)."""
     def bad(problem: str):
         raise TicketlabError(f"{path}: its {KEY} metadata {problem}; the file is damaged, export it again")
     if not isinstance(meta, dict):

@@ -13,7 +13,6 @@ atomically; `load_exported` reads any of them back into something callable on a 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -24,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from torch import nn
 
 from ticketlab.deploy.compact import is_compact, load_compact, save_compact
 from ticketlab.errors import TicketlabError
-from ticketlab.files import write_bytes, write_safetensors
+from ticketlab.files import safetensors_metadata, verify_checksum, write_bytes, write_checked_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
 from ticketlab.ticket import Ticket, load_ticket
@@ -117,18 +116,9 @@ def export_torchscript(model: nn.Module, input_shape, out: Path) -> None:
     write_bytes(out, buffer.getvalue())
 
 
-def _state_checksum(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def export_dense(model: nn.Module, info: dict, out: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"architecture": model.architecture, "info": info, "checksum": _state_checksum(state)}
-    write_safetensors(out, state, {DENSE_KEY: json.dumps(meta, sort_keys=True)})
+    write_checked_safetensors(out, state, DENSE_KEY, {"architecture": model.architecture, "info": info})
 
 
 def provenance(ticket: Ticket) -> dict:
@@ -164,9 +154,8 @@ def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool
 
 def _safetensors_metadata(path: Path) -> dict | None:
     try:
-        with safe_open(str(path), "pt") as f:
-            return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
+        return safetensors_metadata(path.read_bytes())
+    except (OSError, ValueError):
         return None
 
 
@@ -206,11 +195,12 @@ def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
     if DENSE_KEY in metadata:
         meta = dense_metadata(path, metadata[DENSE_KEY])
         try:
-            state = load_file(str(path))
+            data = path.read_bytes()
+            state = safetensors_load(data)
         except (SafetensorError, OSError, ValueError) as exc:
             raise TicketlabError(f"{path} is not a readable dense export ({exc}); export it again") from None
-        if _state_checksum(state) != meta["checksum"]:
-            raise TicketlabError(f"{path} is damaged (checksum mismatch); export it again")
+        if not verify_checksum(data, DENSE_KEY, meta):
+            raise TicketlabError(f"{path} is damaged or was edited (checksum mismatch); export it again")
         model = model_from_architecture(meta["architecture"])
         try:
             model.load_state_dict(state)
@@ -223,7 +213,7 @@ def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
 
 
 def dense_metadata(path: Path, text: str) -> dict:
-    """The JSON metadata of a dense export, checked field by field (the checksum covers only the tensors)."""
+    """The JSON metadata of a dense export, checked field by field (the checksum shows edits, not crafted files)."""
     try:
         meta = json.loads(text)
     except ValueError:
