@@ -77,15 +77,12 @@ def assert_same_tensors(a: dict, b: dict, what) -> None:
 
 
 def assert_same_ticket(a: Path, b: Path, ignore=()) -> None:
-    """The two ticket files hold the same ticket.
-
-    Ticket files still record wall-clock timings in their metadata (the training summary's wall_time_seconds,
-    a search's scoring_wall_time_seconds): two identical runs then write files that differ in those bytes
-    only. Once the timings are gone from tickets, identical runs give byte-identical files and the first
-    check settles it; until then the masks, θ_k and trained weights must be exactly equal, and the metadata
-    equal except for the timings (and the keys in `ignore`)."""
+    """The two ticket files hold the same ticket: byte for byte (timings live beside tickets, so identical
+    runs write identical files). Only where `ignore` names keys that legitimately differ (a signature's
+    time-bound commitment) are the masks, weights and the rest of the metadata compared instead."""
     if a.read_bytes() == b.read_bytes():
         return
+    assert ignore, f"{b} differs from {a}"
     ta, tb = load_ticket(a), load_ticket(b)
     assert ta.architecture == tb.architecture, b
     assert ta.mask.equals(tb.mask), f"{b}: masks differ"
