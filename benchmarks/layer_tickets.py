@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ticketlab.aggregate import mean_std
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.deploy.sparse import median_seconds
 from ticketlab.files import write_json, write_text
 from ticketlab.models import model_from_architecture

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ticketlab.cli import main as ticketlab
-from ticketlab.report import load_run, write_report
+from ticketlab.lth.report import load_run, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,13 +33,13 @@ import math
 import time
 from pathlib import Path
 
-from ticketlab.aggregate import mean_std, parse_seeds
+from ticketlab.lth.aggregate import mean_std, parse_seeds
 from ticketlab.config import DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig
 from ticketlab.cts import CtsConfig
 from ticketlab.files import write_json, write_text
 from ticketlab.jobs import run_imp_job
 from ticketlab.pai_jobs import run_pai_sweep, total_compute
-from ticketlab.report import pyplot, save_figure
+from ticketlab.lth.report import pyplot, save_figure
 from ticketlab.sanity import run_sanity
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ticketlab.files import write_bytes
-from ticketlab.report import load_run, write_report
+from ticketlab.lth.report import load_run, write_report
 
 from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 

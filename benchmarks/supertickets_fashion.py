@@ -21,7 +21,7 @@ import argparse
 import datetime
 from pathlib import Path
 
-from ticketlab.aggregate import mean_std
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.files import write_json, write_text
 from ticketlab.supertickets.frontier import dominates, frontier_table, load_points, plot_frontier
 

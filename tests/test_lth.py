@@ -124,7 +124,7 @@ def test_rewinding_the_optimizer_state(cli, tmp_path):
 
 
 def test_stability_barrier_is_zero_for_the_same_data_order(imp_run, tmp_path):
-    from ticketlab.stability import run_stability
+    from ticketlab.lth.stability import run_stability
     ticket = imp_run / "seed-0" / "level-1" / "ticket.safetensors"
     same = run_stability(str(ticket), None, str(tmp_path), seed=0, points=5, data_root=None, quiet=True,
                          same_data_order=True)

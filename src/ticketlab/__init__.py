@@ -1,3 +1,32 @@
-"""ticketlab: find, test, compress and protect lottery tickets."""
+"""ticketlab: find, test, compress and protect lottery tickets.
+
+The Python API (docs/api.md): `import ticketlab as tl; tl.imp(...)`. Its names load on first use, so
+the command line starts without importing the training stack it does not need.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ticketlab.api": ("ImpLevel", "ImpRun", "TrainResult", "create_model", "export", "imp", "load_dataset",
+                      "load_ticket", "preset", "presets", "prune", "report", "train"),
+    "ticketlab.config": ("DataConfig", "ModelConfig", "PaiConfig", "PruneConfig", "TrainConfig"),
+    "ticketlab.cts.config": ("CtsConfig",),
+    "ticketlab.data": ("Dataset",),
+    "ticketlab.errors": ("TicketlabError",),
+    "ticketlab.mask": ("Mask",),
+    "ticketlab.ticket": ("Ticket",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ticketlab' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

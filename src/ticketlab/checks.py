@@ -305,14 +305,21 @@ def input_file(path, what: str = "file") -> Path:
 
 def read_json_file(path, what: str = "file"):
     """A JSON file's content, or a TicketlabError naming the file (missing, unreadable, not UTF-8, not JSON)."""
-    import json
     path = input_file(path, what)
+    return parse_json(path.read_bytes(), path, what)
+
+
+def parse_json(data: bytes, path, what: str = "file"):
+    """JSON bytes read from `path`; a damaged file is one line saying how to recover."""
+    import json
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise TicketlabError(f"{what} {path} is not UTF-8 text; give the file ticketlab wrote") from None
+        reason = "not UTF-8 text"
     except ValueError as exc:
-        raise TicketlabError(f"{what} {path} is not valid JSON ({exc}); give the file ticketlab wrote") from None
+        reason = f"not valid JSON: {exc}"
+    raise TicketlabError(f"{what} {path} is damaged ({reason}); restore it, or delete it and run the command again "
+                         "to recompute it")
 
 
 # ---- JSON output -----------------------------------------------------------------------------

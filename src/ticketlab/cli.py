@@ -118,51 +118,12 @@ def log(message: str) -> None:
 # ---- commands -------------------------------------------------------------------------------
 
 def seeds_of(args) -> list[int]:
-    from ticketlab.aggregate import parse_seeds
+    from ticketlab.lth.aggregate import parse_seeds
     return parse_seeds(args.seeds) if args.seeds is not None else [args.seed]
 
 
-def finished(runs_dir: str, kind: str, configs: dict, seeds: list[int]) -> bool:
-    """Whether every seed of this run has its result (then the job prints it without loading data)."""
-    from ticketlab.runs import run_dir_for
-    run_dir = run_dir_for(runs_dir, kind, configs)
-    return all((run_dir / f"seed-{s}" / "result.json").is_file() for s in seeds)
-
-
-def checked_data(configs: dict, rewinds: dict[str, str] | None = None, data_config: DataConfig | None = None):
-    """Load the data and check what depends on it (batch size, length in iterations, rewind points)
-    before anything is written; returns (data, a freshly built model of configs["model"] or None)."""
-    from ticketlab.jobs import load_data, load_data_config
-    from ticketlab.models import create_model
-    if data_config is not None:
-        data, model = load_data_config(data_config), None
-    else:
-        data = load_data(configs)
-        model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
-    checks.check_training_data(configs["train"], len(data.train_y), data.name, rewinds, data.input_shape)
-    return data, model
-
-
-def check_pai_request(configs: dict, data, model, method: str, density: float, flag: str = "--density") -> None:
-    """Dry run of a PaI request on the model (density keeps a weight, per-layer floors fit, options
-    apply to the method), and for CTS the search length: all of it before a run directory exists."""
-    from ticketlab.pai.find import build_request
-    pai = configs["pai"]
-    if method == "cts":
-        from ticketlab.pai_jobs import search_length
-        from ticketlab.trainer import Schedule
-        checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
-        search_length(configs["cts"].search_steps, Schedule.of(configs["train"], len(data.train_y)))
-        return
-    if method in ("imp", "ltr"):
-        return
-    checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
-    build_request(method, model, data, density, score_batches=pai.score_batches, batch_size=pai.score_batch_size,
-                  iterations=pai.iterations, min_per_layer=pai.min_per_layer)
-
-
 def cmd_train(args) -> int:
-    from ticketlab.jobs import run_train
+    from ticketlab.jobs import checked_data, finished, run_train
     configs = configs_from_args(args, ["data", "model", "train"])
     validate_train(configs["train"])
     if not finished(args.runs_dir, "train", configs, [args.seed]):
@@ -175,9 +136,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_imp(args, kind: str = "imp") -> int:
-    from ticketlab.controls import CONTROL_KINDS
-    from ticketlab.jobs import run_imp_job
-    from ticketlab.report import level_table, load_run
+    from ticketlab.lth.controls import CONTROL_KINDS
+    from ticketlab.jobs import checked_data, finished, run_imp_job
+    from ticketlab.lth.report import level_table, load_run
     configs = configs_from_args(args, ["data", "model", "train", "prune"])
     validate_train(configs["train"])
     validate_prune(configs["prune"])
@@ -220,7 +181,7 @@ def cmd_control(args) -> int:
 
 
 def cmd_stability(args) -> int:
-    from ticketlab.stability import run_stability
+    from ticketlab.lth.stability import run_stability
     checks.integer("--points", args.points, 3, MAX_POINTS)
     if args.rewind_step is not None:
         checks.length(args.rewind_step, "rewind-step")
@@ -233,8 +194,8 @@ def cmd_stability(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from ticketlab.aggregate import parse_levels
-    from ticketlab.report import load_run, write_report
+    from ticketlab.lth.aggregate import parse_levels
+    from ticketlab.lth.report import load_run, write_report
     runs = [load_run(path) for path in args.runs]
     curves = None
     if args.curves is not None:
@@ -251,6 +212,8 @@ def validate_cts(cfg) -> None:
 
 
 def cmd_prune(args) -> int:
+    from ticketlab.jobs import checked_data
+    from ticketlab.pai_jobs import check_pai_request
     from ticketlab.pai_jobs import check_method, prune_seed
     from ticketlab.runs import open_run
     from ticketlab.ticket import read_metadata
@@ -274,35 +237,20 @@ def cmd_prune(args) -> int:
 
 
 def cmd_train_ticket(args) -> int:
-    import hashlib
-    from ticketlab.files import read_json, write_json
     from ticketlab.jobs import load_data_config
-    from ticketlab.pai_jobs import train_ticket_file
-    from ticketlab.runs import open_dir
-    from ticketlab.ticket import load_ticket, read_metadata
+    from ticketlab.pai_jobs import run_train_ticket
+    from ticketlab.ticket import load_ticket, recorded_config
     ticket = load_ticket(args.ticket)
     if "train_config" not in ticket.info or "data_config" not in ticket.info:
         raise TicketlabError(f"{args.ticket} records no training recipe; give one with the train options")
-    train_cfg = dataclasses.replace(TrainConfig(**ticket.info["train_config"]),
+    train_cfg = dataclasses.replace(recorded_config(ticket.info, "train_config", TrainConfig, args.ticket),
                                     **{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)})
     validate_train(train_cfg)
-    data_cfg = DataConfig(**ticket.info["data_config"])
+    data_cfg = recorded_config(ticket.info, "data_config", DataConfig, args.ticket)
     if args.data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=args.data_root)
-    identity = json.dumps({"ticket": read_metadata(args.ticket)["checksum"], "train": dataclasses.asdict(train_cfg)}, sort_keys=True)
-    out_dir = Path(args.runs_dir) / f"train-ticket-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
-    if (out_dir / "result.json").exists():
-        result = read_json(out_dir / "result.json")
-    else:
-        data = load_data_config(data_cfg)
-        checks.check_training_data(train_cfg, len(data.train_y), data.name,
-                                   {"the ticket's rewind step": f"{int(ticket.info.get('rewind_step', 0))}it"},
-                                   data.input_shape)
-        open_dir(out_dir)
-        summary = train_ticket_file(Path(args.ticket), out_dir, data, args.quiet or args.json, train_cfg=train_cfg)
-        result = {"run_dir": str(out_dir), "ticket": str(out_dir / "ticket.safetensors"), "density": ticket.mask.density(),
-                  "summary": summary}
-        write_json(out_dir / "result.json", result)
+    result = run_train_ticket(Path(args.ticket), train_cfg, lambda: load_data_config(data_cfg), args.runs_dir,
+                              args.quiet or args.json)
     s = result["summary"]
     emit(args, result, f"test accuracy {s['test_accuracy']:.4f}, early-stop iteration {s['early_stop_iteration']} "
                        f"(test accuracy there {s['early_stop_test_accuracy']:.4f}); trained ticket {result['ticket']}")
@@ -310,7 +258,9 @@ def cmd_train_ticket(args) -> int:
 
 
 def cmd_pai(args) -> int:
-    from ticketlab.aggregate import parse_seeds
+    from ticketlab.jobs import checked_data
+    from ticketlab.pai_jobs import check_pai_request
+    from ticketlab.lth.aggregate import parse_seeds
     from ticketlab.jobs import default_workers
     from ticketlab.pai_jobs import run_pai_sweep
     configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
@@ -349,6 +299,8 @@ def cmd_pai(args) -> int:
 
 
 def check_sanity_inputs(configs: dict, schedule: str | None) -> None:
+    from ticketlab.jobs import checked_data
+    from ticketlab.pai_jobs import check_pai_request
     from ticketlab.pai_jobs import check_method
     from ticketlab.sanity import IMP_METHODS, imp_schedule
     pai = configs["pai"]
@@ -369,7 +321,7 @@ def check_power(watts: float) -> None:
 
 
 def cmd_sanity(args) -> int:
-    from ticketlab.aggregate import parse_seeds
+    from ticketlab.lth.aggregate import parse_seeds
     from ticketlab.jobs import default_workers
     from ticketlab.sanity import run_sanity, sanity_table
     configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
@@ -436,6 +388,7 @@ def structured_table(result: dict) -> str:
 
 
 def cmd_layers(args) -> int:
+    from ticketlab.jobs import checked_data
     from ticketlab.jobs import default_workers
     from ticketlab.layer_jobs import run_structured
     configs = configs_from_args(args, ["data", "model", "train", "layers"])
@@ -487,6 +440,7 @@ def supertickets_text(result: dict) -> str:
 
 
 def cmd_supertickets(args) -> int:
+    from ticketlab.jobs import checked_data
     from ticketlab.jobs import default_workers
     from ticketlab.supertickets.jobs import run_supertickets
     configs = configs_from_args(args, ["data", "model", "train", "supertickets"])
@@ -500,6 +454,7 @@ def cmd_supertickets(args) -> int:
 
 
 def cmd_transfer(args) -> int:
+    from ticketlab.jobs import checked_data
     from ticketlab.jobs import default_workers
     from ticketlab.supertickets.jobs import run_transfer
     configs = configs_from_args(args, ["data", "train"])

@@ -43,10 +43,31 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = option("lenet_300_100", "model name (see `ticketlab models`)")
+    model: str = option("lenet_300_100", "model name (see `ticketlab models`), or package.module:factory for a "
+                        "model of your own")
+    kwargs: str = option("", "JSON keyword arguments of a package.module:factory model, e.g. '{\"width\": 64}'")
+    prunable: str = option("", "comma-separated name patterns of the tensors to prune (default: every Linear and "
+                           "Conv weight and attention projection), e.g. 'encoder.*,head.weight'")
+    exclude: str = option("", "comma-separated name patterns of tensors never pruned, e.g. 'embed.*'")
+    output: str = option("", "parameter name of the output layer's weight (default: the last Linear's)")
 
     def __post_init__(self):
         checks.text("--model", self.model)
+        for flag, value in (("--kwargs", self.kwargs), ("--prunable", self.prunable), ("--exclude", self.exclude),
+                            ("--output", self.output)):
+            checks.text(flag, value)
+        if self.kwargs:
+            try:
+                parsed = json.loads(self.kwargs)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise TicketlabError(f"--kwargs must be a JSON object such as '{{\"width\": 64}}'; got {self.kwargs!r}")
+
+    def patterns(self) -> dict:
+        """The include / exclude name patterns, as models.create_model takes them."""
+        split = lambda text: [p.strip() for p in text.split(",") if p.strip()]  # noqa: E731
+        return {k: v for k, v in (("include", split(self.prunable)), ("exclude", split(self.exclude))) if v}
 
 
 @dataclass

@@ -18,6 +18,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from ticketlab import distributed
+from ticketlab.checks import parse_json
 from ticketlab.errors import TicketlabError
 
 
@@ -104,14 +105,14 @@ def write_jsonl(path: str | Path, records: list[dict]) -> None:
 def read_json(path: str | Path):
     """A JSON file ticketlab wrote; a damaged one is a one-line error saying how to recover."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not valid JSON"
-        raise TicketlabError(f"{path} is damaged ({reason}); restore it, or delete it and run the command again "
-                             "to recompute it") from None
+    except OSError as exc:
+        raise TicketlabError(f"cannot read {path} ({exc.strerror}); restore it, or delete it and run the command "
+                             "again to recompute it") from None
+    return parse_json(data, path)
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

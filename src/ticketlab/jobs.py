@@ -18,16 +18,17 @@ from pathlib import Path
 import torch
 
 from ticketlab import distributed
-from ticketlab.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
+from ticketlab.lth.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
+from ticketlab import checks
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, config_hash, derive_seed
-from ticketlab.controls import CONTROL_KINDS, MASK_CONTROLS, train_control
+from ticketlab.lth.controls import CONTROL_KINDS, MASK_CONTROLS, train_control
 from ticketlab.data import load_dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.imp import TICKET, ImpSetup, run_imp
+from ticketlab.lth.imp import TICKET, ImpSetup, run_imp
 from ticketlab.mask import Mask
-from ticketlab.models import create_model
-from ticketlab.report import load_run, write_report
+from ticketlab.models import create_model, model_from_config
+from ticketlab.lth.report import load_run, write_report
 from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
@@ -44,7 +45,7 @@ def load_data_config(d: DataConfig):
 def load_data(configs):
     data = load_data_config(configs["data"])
     # Build once to fail early on an unknown model or one that does not fit the data.
-    create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     return data
 
 
@@ -84,6 +85,27 @@ def default_workers(seeds: list[int]) -> int:
     return min(len(seeds), os.cpu_count() or 1)
 
 
+def finished(runs_dir: str, kind: str, configs: dict, seeds: list[int]) -> bool:
+    """Whether every seed of this run has its result (then the job prints it without loading data)."""
+    run_dir = run_dir_for(runs_dir, kind, configs)
+    return all((run_dir / f"seed-{s}" / "result.json").is_file() for s in seeds)
+
+
+def checked_data(configs: dict, rewinds: dict[str, str] | None = None, data_config: DataConfig | None = None,
+                 data=None):
+    """Load the data (or take `data`, already loaded) and check what depends on it (batch size, length in
+    iterations, rewind points) before anything is written; returns (data, a freshly built model of
+    configs["model"], or None with `data_config`)."""
+    if data_config is not None:
+        data, model = load_data_config(data_config), None
+    else:
+        if data is None:
+            data = load_data(configs)
+        model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
+    checks.check_training_data(configs["train"], len(data.train_y), data.name, rewinds, data.input_shape)
+    return data, model
+
+
 # ---- train ---------------------------------------------------------------------------------
 
 def run_train(configs: dict, seed: int, runs_dir: str, quiet: bool, log) -> dict:
@@ -93,7 +115,7 @@ def run_train(configs: dict, seed: int, runs_dir: str, quiet: bool, log) -> dict
         return read_json(seed_dir / RESULT)
     data = load_data(configs)
     seed_dir = open_run(runs_dir, "train", configs) / f"seed-{seed}"
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     summary = train(model, data, configs["train"], out_dir=seed_dir, data_seed=derive_seed(seed, "data"),
                     snapshot_at=0, quiet=quiet, label="train")

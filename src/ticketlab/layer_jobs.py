@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.aggregate import mean_std
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import derive_seed
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
@@ -23,7 +23,7 @@ from ticketlab.files import read_json, write_json
 from ticketlab.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
 from ticketlab.layer_tickets import block_scores, check_resnet, choose_removed, remove_blocks, removable_blocks
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture
+from ticketlab.models import create_model, model_from_architecture, model_from_config
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
@@ -56,13 +56,13 @@ def structured_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: b
         return read_json(seed_dir / RESULT)
     data = load_data(configs)
     dense_result = dense_for(configs, seed, runs_dir, quiet)
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     small, info = build(model, data, dense_result)
     start = {k: v.clone() for k, v in small.state_dict().items()}
     summary = train(small, data, configs["train"], out_dir=seed_dir, data_seed=derive_seed(seed, "data"), quiet=quiet,
                     label=f"{kind} seed {seed}")
     dense_summary = dense_result["summary"]
-    dense_model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    dense_model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     dense_costs, ticket_costs = costs(dense_model, dense_summary, data.input_shape), costs(small, summary, data.input_shape)
     compare = {"dense_costs": dense_costs, "ticket_costs": ticket_costs,
                "training_speedup": dense_costs["training_seconds"] / ticket_costs["training_seconds"],
@@ -136,7 +136,7 @@ def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, qu
     if power_watts <= 0:
         raise TicketlabError(f"--power-watts must be positive, got {power_watts}")
     data = load_data(configs)
-    model = check_resnet(create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0))
+    model = check_resnet(model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0))
     # Impossible requests fail here, before any directory exists: a dry run of the selection.
     if kind == "layers":
         choose_removed(model, {b: 0.0 for b in removable_blocks(model)}, configs["layers"].remove,

@@ -9,19 +9,24 @@ training examples it spent (forward/backward passes) to find its ticket.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
+from ticketlab import checks
 from ticketlab.config import derive_seed
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture
+from ticketlab.models import create_model, model_from_architecture, model_from_config
 from ticketlab.cts import search_mask
 from ticketlab.pai import PaiResult, find_mask, method_names
-from ticketlab.runs import open_run, run_dir_for
+from ticketlab.pai.find import build_request
+from ticketlab.files import read_json, write_json
+from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.steps import to_iterations
-from ticketlab.ticket import Ticket, load_ticket
+from ticketlab.ticket import Ticket, load_ticket, read_metadata
 from ticketlab.trainer import Schedule, train
 
 TICKET = "ticket.safetensors"
@@ -29,7 +34,7 @@ TICKET = "ticket.safetensors"
 
 def rewind_weights(configs: dict, data: Dataset, seed: int, seed_dir: Path, quiet: bool) -> tuple[dict, int, dict]:
     """θ_k for this seed: θ₀, or the dense net trained k iterations. Returns (state, k, cost)."""
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     schedule = Schedule.of(configs["train"], len(data.train_y))
     k = to_iterations(configs["pai"].rewind_step, schedule.iterations_per_epoch, "rewind-step")
     if not 0 <= k < schedule.total:
@@ -57,7 +62,7 @@ def prune_seed(seed: int, configs: dict, data: Dataset, runs_dir: str, quiet: bo
         return path
     pai = configs["pai"]
     state, k, cost = rewind_weights(configs, data, seed, seed_dir, quiet)
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     model.load_state_dict(state)
     started = time.perf_counter()
     if pai.method == "cts":
@@ -127,6 +132,43 @@ def train_ticket_file(ticket_path: Path, out_dir: Path, data: Dataset, quiet: bo
     return summary
 
 
+def check_pai_request(configs: dict, data, model, method: str, density: float, flag: str = "--density") -> None:
+    """Dry run of a PaI request on the model (density keeps a weight, per-layer floors fit, options
+    apply to the method), and for CTS the search length: all of it before a run directory exists."""
+    pai = configs["pai"]
+    if method == "cts":
+        checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
+        search_length(configs["cts"].search_steps, Schedule.of(configs["train"], len(data.train_y)))
+        return
+    if method in ("imp", "ltr"):
+        return
+    checks.density_keeps_a_weight(density, sum(checks.prunable_sizes(model).values()), flag, configs["model"].model)
+    build_request(method, model, data, density, score_batches=pai.score_batches, batch_size=pai.score_batch_size,
+                  iterations=pai.iterations, min_per_layer=pai.min_per_layer)
+
+
+def run_train_ticket(ticket_path: Path, train_cfg, data, runs_dir: str, quiet: bool) -> dict:
+    """Train a ticket file with `train_cfg` in `runs/train-ticket-<hash>` (named by the ticket's checksum and
+    the recipe); a finished one returns its stored result. `data`: a Dataset, or a function loading it
+    (called only when there is training to do)."""
+    identity = json.dumps({"ticket": read_metadata(ticket_path)["checksum"], "train": dataclasses.asdict(train_cfg)},
+                          sort_keys=True)
+    out_dir = Path(runs_dir) / f"train-ticket-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    if (out_dir / "result.json").exists():
+        return read_json(out_dir / "result.json")
+    ticket = load_ticket(ticket_path)
+    data = data() if callable(data) else data
+    checks.check_training_data(train_cfg, len(data.train_y), data.name,
+                               {"the ticket's rewind step": f"{int(ticket.info.get('rewind_step', 0))}it"},
+                               data.input_shape)
+    open_dir(out_dir)
+    summary = train_ticket_file(Path(ticket_path), out_dir, data, quiet, train_cfg=train_cfg)
+    result = {"run_dir": str(out_dir), "ticket": str(out_dir / TICKET), "density": ticket.mask.density(),
+              "summary": summary}
+    write_json(out_dir / "result.json", result)
+    return result
+
+
 def check_method(method: str) -> None:
     if method not in method_names() + ["cts"]:
         raise TicketlabError(f"unknown pruning method {method!r}; known: {', '.join(method_names() + ['cts'])}")
@@ -161,7 +203,7 @@ def pai_configs(base: dict, method: str, density: float) -> dict:
 
 def run_pai_sweep(base: dict, methods: list[str], densities: list[float], seeds: list[int], runs_dir: str,
                   quiet: bool, workers: int, log) -> dict:
-    from ticketlab.aggregate import mean_std
+    from ticketlab.lth.aggregate import mean_std
     from ticketlab.jobs import load_data, run_seeds
     for method in methods:
         check_method(method)

@@ -18,11 +18,11 @@ import math
 from pathlib import Path
 
 
-from ticketlab.aggregate import mean_std
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import PruneConfig, density_schedule, derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_json
-from ticketlab.models import create_model
+from ticketlab.models import create_model, model_from_config
 from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
 from ticketlab.pai_jobs import TICKET, check_method, prune_seed, rewind_weights, train_ticket_file
@@ -44,7 +44,7 @@ def verdict(ticket: list[float], ablation: list[float]) -> tuple[str, float | No
 
 
 def _fresh_weights(configs, data, seed) -> dict:
-    fresh = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "sanity-reinit"))
+    fresh = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "sanity-reinit"))
     return fresh.state_dict()
 
 
@@ -69,8 +69,8 @@ def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
 
 
 def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
-    from ticketlab.controls import train_control
-    from ticketlab.imp import ImpSetup
+    from ticketlab.lth.controls import train_control
+    from ticketlab.lth.imp import ImpSetup
     from ticketlab.jobs import imp_seed, load_data
     imp_configs = {k: configs[k] for k in ("data", "model", "train", "prune")}
     result = imp_seed(seed, "imp", imp_configs, runs_dir, quiet, ())
@@ -86,7 +86,7 @@ def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
         out[ablation] = train_control(control, setup, seed_dir, level["level"], ticket.mask)["test_accuracy"]
     # Inversion by IMP's own score: lowest |θ_T| of the previous level among the weights it kept.
     previous = seed_dir / f"level-{level['level'] - 1}"
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     load_final_weights(previous, model)
     alive = load_ticket(previous / TICKET).mask
     params = dict(model.named_parameters())

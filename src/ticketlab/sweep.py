@@ -260,9 +260,9 @@ SEED_KEYS = ("seed", "seeds")
 def write_sweep_report(summary: dict, out_dir: Path) -> Path:
     """IMP sweeps: the LTH report over their runs. Others: test accuracy mean ± std over seeds per grid
     point, and accuracy vs density when the grid varies a density."""
-    from ticketlab.aggregate import mean_std
+    from ticketlab.lth.aggregate import mean_std
     from ticketlab.files import write_text
-    from ticketlab.report import load_run, pyplot, save_figure, write_report
+    from ticketlab.lth.report import load_run, pyplot, save_figure, write_report
     done = [r for r in summary["rows"] if r["ok"]]
     title = f"Sweep: {summary['runs']} {summary['command']} runs"
     if summary["command"] in ("imp", "demo") and done:

@@ -38,6 +38,7 @@ class Ticket:
     init_state: dict[str, torch.Tensor]     # θ_k, the weights training starts from (mask applied)
     trained_state: dict[str, torch.Tensor] | None = None
     info: dict = field(default_factory=dict)  # provenance: dataset, method, seed, rewind_step, metrics...
+    path: Path | None = field(default=None, compare=False)  # the file it was loaded from or saved to
 
     def metadata(self) -> dict:
         return {
@@ -65,6 +66,7 @@ class Ticket:
         else:
             timings_path(path).unlink(missing_ok=True)
         write_checked_safetensors(path, tensors, METADATA_KEY, meta)
+        self.path = path
 
 
 def timings_path(path: str | Path) -> Path:
@@ -153,7 +155,7 @@ def load_ticket(path: str | Path) -> Ticket:
                              "written by ticketlab")
     mask = Mask.from_packed(packed, shapes)
     info = {k: v for k, v in meta.items() if k not in DERIVED}
-    ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info)
+    ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info, Path(path))
     check_ticket(ticket, path)
     return ticket
 

@@ -6,7 +6,7 @@ a validation split held out of the training set, float32 tensors standardized
 with training-set statistics, ready to be sliced into batches.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,6 +42,19 @@ class Dataset:
     test_y: torch.Tensor
     num_classes: int
     augment: str  # "none" or "flip-crop"; the trainer applies it to training batches
+    source: object = field(default=None, compare=False, repr=False)  # the DataConfig it was loaded with, if any
+
+    @classmethod
+    def from_tensors(cls, train_x, train_y, test_x, test_y, **options) -> "Dataset":
+        """Arrays or tensors of your own (see data/external.py for the options)."""
+        from ticketlab.data.external import from_tensors  # built on this class
+        return from_tensors(train_x, train_y, test_x, test_y, **options)
+
+    @classmethod
+    def from_torch(cls, train_set, test_set, **options) -> "Dataset":
+        """Two map-style torch Datasets (or DataLoaders over them) of (input, label) items, held in memory."""
+        from ticketlab.data.external import from_torch  # built on this class
+        return from_torch(train_set, test_set, **options)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

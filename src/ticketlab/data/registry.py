@@ -5,6 +5,7 @@ here; splitting, normalization and option checks are shared by all of them.
 """
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,24 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+# Data given as tensors or torch Datasets, named by a fingerprint of its content so that run
+# directories tell different data apart; it lives in this process only.
+IN_MEMORY: dict[str, Dataset] = {}
+
+
+def remember_in_memory(data: Dataset) -> str:
+    """The name `memory-<fingerprint>` under which `load_dataset` finds `data` in this process."""
+    digest = hashlib.sha256()
+    for tensor in (data.train_x, data.train_y, data.val_x, data.val_y, data.test_x, data.test_y):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+        digest.update(tensor.numpy().tobytes())
+    digest.update(f"{data.num_classes}:{data.augment}".encode())
+    name = f"memory-{digest.hexdigest()[:16]}"
+    IN_MEMORY[name] = data
+    return name
+
+
 def dataset_names() -> list[str]:
     """Registered dataset names, in registry order."""
     return list(DATASETS)
@@ -75,6 +94,11 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
     resize: resample images to resize x resize pixels (bilinear, before padding), e.g. 28 takes the
       8x8 digits to the resolution of a network made for Fashion-MNIST.
     """
+    if isinstance(name, str) and name.startswith("memory-"):
+        if name not in IN_MEMORY:
+            raise TicketlabError(f"dataset {name} was held in memory by the Python process that made this run; "
+                                 "pass the data to the Python API again (e.g. tl.train(ticket, data))")
+        return IN_MEMORY[name]
     entry = DATASETS.get(name)
     if entry is None and not is_factory_name(name):
         raise TicketlabError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}, or "

@@ -190,6 +190,12 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed
     return describe(model, architecture)
 
 
+def model_from_config(cfg, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None) -> nn.Module:
+    """The model a ModelConfig names (registry name or factory, with its arguments and pruned tensors)."""
+    return create_model(cfg.model, input_shape, num_classes, seed, kwargs=cfg.kwargs or None,
+                        prunable=cfg.patterns(), output=cfg.output or None)
+
+
 def describe(model: nn.Module, architecture: dict) -> nn.Module:
     """Attach what ticketlab relies on (prunable_names, output_name, architecture) to a built model."""
     prunable = architecture.get("prunable") or {}

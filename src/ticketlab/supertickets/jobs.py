@@ -20,13 +20,13 @@ import time
 
 import torch
 
-from ticketlab.aggregate import mean_std
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import derive_seed
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture
+from ticketlab.models import create_model, model_from_architecture, model_from_config
 from ticketlab.models.supernet import mixed_blocks, path_widths
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.supertickets.config import SuperConfig, TransferSource
@@ -103,7 +103,7 @@ def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data)
         outcome = SearchOutcome(SparseState(model), {k[len("init/"):]: v for k, v in tensors.items() if k.startswith("init/")},
                                 record["events"], record["iterations"], record["train_examples"], record["wall_time_seconds"])
         return model, outcome
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed} search: {message}", flush=True))
     outcome = two_in_one(model, data, configs["train"], scfg, data_seed=derive_seed(seed, "data"), prune=False, log=log,
                          quiet=quiet, label=f"search seed {seed}")
@@ -122,7 +122,7 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
         return read_json(seed_dir / RESULT)
     cfg, scfg = configs["train"], configs["supertickets"]
     data = load_data(configs)
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     supernet_costs = costs(model, Mask.ones(model), data.input_shape)
     log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed}: {message}", flush=True))
     started = time.perf_counter()
@@ -196,7 +196,7 @@ def summarize(rows: list[dict]) -> dict:
 def run_supertickets(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int) -> dict:
     from ticketlab.jobs import load_data, run_seeds
     data = load_data(configs)
-    model = create_model(configs["model"].model, data.input_shape, data.num_classes, seed=0)
+    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     if configs["supertickets"].search and not mixed_blocks(model):
         raise TicketlabError(f"model {configs['model'].model} has no searchable blocks; use a supernet model "
                              "(see `ticketlab models`) or --no-search")

@@ -22,7 +22,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.models import model_from_architecture
 from ticketlab.steps import to_iterations
-from ticketlab.report import pyplot, save_figure
+from ticketlab.lth.report import pyplot, save_figure
 from ticketlab.runs import open_dir
 from ticketlab.ticket import load_ticket, read_metadata
 from ticketlab.trainer import Schedule, evaluate, load_final_weights, train

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.aggregate import aggregate_levels, level_records, seed_dirs
+from ticketlab.lth.aggregate import aggregate_levels, level_records, seed_dirs
 from ticketlab.checks import read_json_file
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_bytes, write_text

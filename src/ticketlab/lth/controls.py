@@ -18,9 +18,9 @@ import torch
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors
-from ticketlab.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
+from ticketlab.lth.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
 from ticketlab.mask import Mask
-from ticketlab.models import create_model
+from ticketlab.models import create_model, model_from_config
 from ticketlab.pai.ablations import random_global, shuffle_layerwise
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import REWIND, train
@@ -34,7 +34,7 @@ def control_mask_and_weights(kind: str, setup: ImpSetup, seed_dir: Path, level: 
     theta_k = read_safetensors(seed_dir / "level-0" / REWIND)[0]
     seed = derive_seed(setup.seed, f"control:{kind}:{level}")
     if kind in ("random-reinit", "random-reinit-sign"):
-        fresh = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=seed)
+        fresh = model_from_config(setup.model_cfg, setup.data.input_shape, setup.data.num_classes, seed=seed)
         weights = {k: v.clone() for k, v in fresh.state_dict().items()}
         if kind == "random-reinit-sign":
             for name in mask.names():
@@ -52,7 +52,7 @@ def train_control(kind: str, setup: ImpSetup, seed_dir: Path, level: int, mask: 
     """Train one control of the level's mask; returns its summary (stored; a rerun returns it at once)."""
     out_dir = seed_dir / f"level-{level}" / f"control-{kind}"
     control_mask, weights = control_mask_and_weights(kind, setup, seed_dir, level, mask)
-    model = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=0)
+    model = model_from_config(setup.model_cfg, setup.data.input_shape, setup.data.num_classes, seed=0)
     model.load_state_dict(weights)
     start_weights = {n: (v * control_mask[n] if n in control_mask.tensors else v).clone()
                      for n, v in model.state_dict().items()}

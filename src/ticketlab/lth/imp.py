@@ -22,7 +22,7 @@ from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, 
 from ticketlab.data import Dataset
 from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture
+from ticketlab.models import create_model, model_from_architecture, model_from_config
 from ticketlab.pruning import magnitude_prune
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket
@@ -85,7 +85,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
     after each level (the demo trains its controls there)."""
     k = rewind_iteration(setup)
     init_seed, data_seed = derive_seed(setup.seed, "init"), derive_seed(setup.seed, "data")
-    model = create_model(setup.model_cfg.model, setup.data.input_shape, setup.data.num_classes, seed=init_seed)
+    model = model_from_config(setup.model_cfg, setup.data.input_shape, setup.data.num_classes, seed=init_seed)
     architecture = model.architecture
     mask = Mask.ones(model)
     records = []

@@ -1,0 +1,1 @@
+"""Lottery tickets by iterative magnitude pruning (LTH, LTR): IMP, controls, instability, aggregation, reports."""

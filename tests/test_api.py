@@ -1,0 +1,94 @@
+"""The Python API: docs/api.md's examples run as written, and the API and the CLI compute the same runs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ticketlab as tl
+from conftest import REPO
+
+EXAMPLES = REPO / "docs" / "api.md"
+
+
+def test_the_api_pages_examples_run_in_order(tmp_path):
+    blocks = re.findall(r"```python\n(.*?)```", EXAMPLES.read_text(), re.S)
+    assert len(blocks) >= 8
+    script = tmp_path / "examples.py"
+    script.write_text("\n".join(blocks))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: " in done.stdout and "keeps" in done.stdout.split("refused: ")[1]
+    assert (tmp_path / "lenet.onnx").stat().st_size > 0 and (tmp_path / "report" / "report.md").exists()
+    assert list((tmp_path / "runs").glob("imp-*/seed-0/level-2/ticket.safetensors"))
+
+
+def test_the_api_and_the_cli_compute_the_same_imp_run(cli, tmp_path):
+    data = tl.load_dataset("synthetic", train_subset=600)
+    model = tl.create_model("mlp_32_16", data, seed=0)
+    recipe = tl.preset("openlth-lenet", steps="60it", batch_size=32, eval_every="20it")
+    run = tl.imp(model, data, recipe, levels=2, seeds=[0], runs_dir=tmp_path / "api")
+    res = cli("imp", "--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--steps", "60it",
+              "--batch-size", "32", "--eval-every", "20it", "--levels", "2", "--runs-dir", tmp_path / "cli", "--json",
+              "--quiet")
+    assert res.code == 0, res.err
+    assert run.run_dir.name == Path(res.json()["run_dir"]).name  # the same config, the same identity
+    for level in (0, 1, 2):
+        a = run.levels[level].ticket_paths[0]
+        b = Path(res.json()["levels"][level]["tickets"][0])
+        assert Path(a).read_bytes() == b.read_bytes()
+    assert [level.density for level in run.levels] == pytest.approx([1.0, 0.8, 0.64], abs=1e-3)
+    # θ₀ of tl.create_model(seed=0) is the θ₀ every run of seed 0 starts from
+    theta0 = tl.load_ticket(run.levels[0].ticket_paths[0]).init_state
+    assert all(torch.equal(theta0[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_mistake_raises_one_line_before_anything_is_written(tmp_path):
+    data = tl.load_dataset("synthetic", train_subset=600)
+    with pytest.raises(tl.TicketlabError, match="batch"):
+        tl.imp("mlp_32_16", data, tl.TrainConfig(batch_size=5000, steps="10it"), runs_dir=tmp_path)
+    with pytest.raises(tl.TicketlabError, match="lr"):
+        tl.preset("lth-lenet", lr=float("nan"))
+    with pytest.raises(tl.TicketlabError, match="cannot be rebuilt"):
+        tl.imp(torch.nn.Linear(20, 10), data, runs_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_model_of_ones_own_goes_through_the_cli_by_factory_name(cli, tmp_path):
+    package = tmp_path / "pkg" / "usernets"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def mlp(input_shape, num_classes, hidden=16):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], hidden), nn.ReLU(), nn.Linear(hidden, num_classes))\n\n"
+        "def data():\n"
+        "    g = torch.Generator().manual_seed(1)\n"
+        "    x = torch.randn(300, 12, generator=g)\n"
+        "    y = (x[:, 0] > 0).long()\n"
+        "    return torch.utils.data.TensorDataset(x[:250], y[:250]), torch.utils.data.TensorDataset(x[250:], y[250:])\n")
+    sys.path.insert(0, str(tmp_path / "pkg"))
+    try:
+        args = ["--model", "usernets:mlp", "--kwargs", '{"hidden": 8}', "--dataset", "usernets:data", "--steps", "30it",
+                "--batch-size", "25", "--eval-every", "10it", "--runs-dir", tmp_path / "runs", "--quiet", "--json"]
+        imp = cli("imp", *args, "--levels", "1")
+        assert imp.code == 0, imp.err
+        ticket = Path(imp.json()["levels"][1]["tickets"][0])
+        assert tl.load_ticket(ticket).architecture["kwargs"] == {"hidden": 8}
+        pruned = cli("prune", *args, "--method", "synflow", "--density", "0.25")
+        assert pruned.code == 0, pruned.err
+        shown = cli("show", ticket, "--json")
+        assert shown.code == 0 and shown.json()["architecture"]["name"] == "usernets:mlp"
+        exported = cli("export", ticket, "--format", "onnx", "--out", tmp_path / "m.onnx")
+        assert exported.code == 0, exported.err
+    finally:
+        sys.path.remove(str(tmp_path / "pkg"))
+        sys.modules.pop("usernets", None)
+    gone = cli("show", ticket)
+    assert gone.code == 2 and "usernets" in gone.err and "PYTHONPATH" in gone.err
