@@ -325,3 +325,15 @@ def test_a_valid_ticket_at_a_non_utf8_path_loads(cli, tmp_path, trained_ticket):
     res = cli("show", copy, "--json")
     assert res.code == 0, res.err
     assert res.json()["method"] == "snip"
+
+
+def test_the_format_pages_checksum_recipe_verifies_a_ticket_without_ticketlab(tmp_path, trained_ticket):
+    import re
+    page = (REPO / "docs" / "format.md").read_text()
+    namespace = {}
+    exec(re.findall(r"```python\n(.*?)```", page, re.S)[0], namespace)
+    computed, stored = namespace["ticket_checksum"](trained_ticket)
+    assert computed == stored
+    edited_copy = edited(tmp_path, trained_ticket, b'"seed": 0', b'"seed": 5')
+    computed, stored = namespace["ticket_checksum"](edited_copy)
+    assert computed != stored
