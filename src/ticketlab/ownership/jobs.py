@@ -205,7 +205,6 @@ def sign(ticket: Ticket, key: bytes, data, cfg: TrainConfig, work_dir: Path, *, 
     info = {**ticket.info, "train_config": vars(cfg).copy(), "metrics": summary}
     signed = Ticket(arch, plan.mask, plan.init_state, {k: v.detach().clone() for k, v in model.state_dict().items()}, info)
     claim = build_claim(ticket, signed, plan, key, triggers, significance)
-    signed.info["signature_commitment"] = claim["commitment"]
     unsigned = (ticket.info.get("metrics") or {}).get("test_accuracy")
     report = {"ticket_id": plan.tid, "bits": len(plan.bits), "triggers": triggers,
               "carriers": [c["layer"] for c in claim["carriers"]],
@@ -239,6 +238,7 @@ def sign_job(ticket_path: str | Path, key_path: str | Path, out: str | Path, cla
     signed, claim, report = sign(ticket, key, data, cfg, work, triggers=triggers, per_batch=per_batch,
                                  significance=significance, quiet=quiet, plan=plan)
     signed.save(out)
+    claim["signed_checksum"] = read_metadata(out)["checksum"]  # binds the claim to the file; the ticket holds no clock
     write_claim(claim_path, claim)
     shutil.rmtree(work, ignore_errors=True)
     return {"ticket": str(out), "claim": str(claim_path), **report}
