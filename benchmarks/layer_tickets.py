@@ -1,4 +1,4 @@
-"""Reproduction: layer tickets win at initialization (papers.md §5), at reduced scale on Fashion-MNIST.
+"""Reproduction: layer tickets win at initialization (docs/methods.md, Layer tickets), at reduced scale on Fashion-MNIST.
 
 For one CIFAR ResNet (resnet20 or resnet32) on Fashion-MNIST padded to 32x32, over seeds: the dense
 network; layer tickets removing p = 1..4 residual blocks chosen at θ₀ by GraSP, SNIP and random

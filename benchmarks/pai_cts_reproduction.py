@@ -1,5 +1,6 @@
 """Reproduction: pruning at initialization, Concrete Ticket Search and IMP/LTR at extreme sparsity,
-with the sanity checks (papers.md §3–4), on Fashion-MNIST.
+with the sanity checks (docs/methods.md: Pruning at initialization, Sanity checks, Concrete Ticket
+Search), on Fashion-MNIST.
 
 Every method finds a ticket at each density, the ticket is trained with one recipe, over seeds:
   PaI     random, erk, smart-ratio, magnitude, snip, iter-snip, force, grasp, grasp-abs, synflow (at θ₀)
@@ -317,8 +318,9 @@ def main():
         configs = {**cts_base, "cts": CtsConfig(objective=objective, lr=CTS_LR)}
         results.update(pai_rows(run_pai_sweep(configs, ["cts"], densities, seeds, args.runs_dir, True, args.workers,
                                               log)["results"], label))
-    # ticketlab's default logit lr is the training lr, as papers.md states it; with this Adam recipe that is
-    # 1e-3 or less, which barely moves the logits in a short search. Shown next to the paper's 0.1.
+    # ticketlab's default logit lr is the training lr, as the paper has it (docs/methods.md, Concrete Ticket
+    # Search); with this Adam recipe that is 1e-3 or less, which barely moves the logits in a short search.
+    # Shown next to the paper's 0.1.
     configs = {**cts_base, "cts": CtsConfig(objective="kl")}
     results.update(pai_rows(run_pai_sweep(configs, ["cts"], densities, seeds, args.runs_dir, True, args.workers,
                                           log)["results"], "cts-kl-training-lr"))

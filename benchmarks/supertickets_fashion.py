@@ -1,4 +1,4 @@
-"""Reproduction: SuperTickets vs search-then-prune baselines and ablations (papers.md §6), reduced scale.
+"""Reproduction: SuperTickets vs search-then-prune baselines and ablations (docs/methods.md, SuperTickets), reduced scale.
 
 On Fashion-MNIST (a training subset, stated in the report), over seeds, at densities 50%, 20%, 10%:
   - SuperTickets: one two-in-one training (search + progressive pruning with reactivation);

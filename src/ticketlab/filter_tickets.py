@@ -1,4 +1,4 @@
-"""Filter tickets: the structured baseline layer tickets are compared with (papers.md §5, step 4).
+"""Filter tickets: the structured baseline layer tickets are compared with (docs/methods.md, Filter tickets).
 
 Filters are removed where that keeps every shape valid without touching the residual stream: the
 internal channels of each BasicBlock (conv1's filters, bn1's entries, conv2's input channels). A

@@ -1,4 +1,4 @@
-"""Layer tickets (papers.md §5): remove whole residual blocks at initialization, keep θ₀ for the rest.
+"""Layer tickets (docs/methods.md, Layer tickets): remove whole residual blocks at initialization, keep θ₀ for the rest.
 
 1. Score every removable block — a BasicBlock with an identity shortcut, so removing it leaves the
    network's shapes intact — with a pruning-at-initialization criterion on real data. Per-weight

@@ -1,4 +1,4 @@
-"""Concrete Ticket Search (CTS, CTS-KL; papers.md §4): a mask found by training one logit per weight.
+"""Concrete Ticket Search (CTS, CTS-KL; docs/methods.md, Concrete Ticket Search): a mask found by training one logit per weight.
 
     result = search_mask(model, data, density=0.01, search_steps=2000, config=CtsConfig(objective="kl"),
                          seed=0, training_lr=0.1)

@@ -1,4 +1,4 @@
-"""`CtsConfig`: every knob of Concrete Ticket Search (papers.md §4), with the paper's values as defaults.
+"""`CtsConfig`: every knob of Concrete Ticket Search (docs/methods.md, Concrete Ticket Search), with the paper's values as defaults.
 
 The fields carry CLI help text (`ticketlab.config.option`), so the command line can be generated from
 this dataclass like the other configs. `validate_config` turns bad values into one-line TicketlabErrors.

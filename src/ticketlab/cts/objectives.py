@@ -1,4 +1,4 @@
-"""What the masked network is fit to during the search (papers.md §4), by name.
+"""What the masked network is fit to during the search (docs/methods.md, Concrete Ticket Search), by name.
 
 - kl (CTS-KL): reverse KL(p_sparse ‖ p_dense) = Σ_c p_s (log p_s − log p_d), averaged over the batch,
   softmax at temperature 1; labels unused. The dense outputs come from the same frozen network on

@@ -1,4 +1,4 @@
-"""SuperTickets' supernet (HR-NAS style, papers.md §6): `supernet[_w<W>][_c<C>][_e<E>]`.
+"""SuperTickets' supernet (HR-NAS style, docs/methods.md, SuperTickets): `supernet[_w<W>][_c<C>][_e<E>]`.
 
 Two resolution branches run side by side: a high one at 1/2 of the input (W channels) and a low one
 at 1/4 (2W channels). Each of C cells applies one mixed block per branch, then fuses the branches:

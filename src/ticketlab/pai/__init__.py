@@ -3,10 +3,10 @@
     result = find_mask("synflow", model, data, density=0.05, seed=0)
     result.mask, result.scores, result.collapsed_layers, result.info
 
-Methods (papers.md §3), looked up by name in `PAI_METHODS`: random, erk, smart-ratio (random masks
-with chosen layer densities), magnitude, snip, iter-snip, force, grasp, grasp-abs, synflow. Every
-method keeps exactly round(density · d) weights. `ablations` holds the mask transforms of the
-sanity checks (layer-wise shuffle, global random, inversion by scores).
+Methods (docs/methods.md, Pruning at initialization), looked up by name in `PAI_METHODS`: random,
+erk, smart-ratio (random masks with chosen layer densities), magnitude, snip, iter-snip, force,
+grasp, grasp-abs, synflow. Every method keeps exactly round(density · d) weights. `ablations` holds
+the mask transforms of the sanity checks (layer-wise shuffle, global random, inversion by scores).
 
 Modules: find (entry point), methods (registry), selection (exact-count top-k with floors),
 layerwise (random masks with layer densities), saliency (magnitude, SNIP), grasp, iterative

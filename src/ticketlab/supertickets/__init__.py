@@ -1,4 +1,4 @@
-"""SuperTickets (papers.md §6): an efficient architecture and its sparse ticket from one supernet training.
+"""SuperTickets (docs/methods.md, SuperTickets): an efficient architecture and its sparse ticket from one supernet training.
 
   config.py       SuperConfig: intervals, ρ, threshold, ablations, baselines, retraining
   shrink.py       FLOPs-weighted L1 on the depthwise BN scales; physical channel removal

@@ -1,4 +1,4 @@
-"""`SuperConfig`: the knobs of two-in-one training (papers.md §6) and its baselines and ablations."""
+"""`SuperConfig`: the knobs of two-in-one training (docs/methods.md, SuperTickets) and its baselines and ablations."""
 
 from __future__ import annotations
 

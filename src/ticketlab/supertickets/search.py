@@ -1,4 +1,4 @@
-"""Two-in-one training (papers.md §6): one training of the supernet that searches and prunes at once.
+"""Two-in-one training (docs/methods.md, SuperTickets): one training of the supernet that searches and prunes at once.
 
 Each step: task loss → optimizer step → the proximal step of ρ(t)·Σ π_j|γ_j| on the depthwise BN
 scales (ρ rising linearly over the warm-up) → the mask. Every `shrink_interval` the channels with
