@@ -110,13 +110,16 @@ def step_parts(spec, what: str) -> tuple[int, str]:
     if not match:
         raise TicketlabError(f"bad {what} {spec!r}: write a whole number followed by 'ep' (epochs) or 'it' "
                              "(iterations), e.g. 40ep or 500it")
-    return int(match.group(1)), match.group(2) or "it"
+    count, unit = int(match.group(1)), match.group(2)
+    if unit is None and count != 0:  # 40 epochs or 40 iterations? a guess would silently change the run
+        raise TicketlabError(f"bad {what} {spec!r}: give its unit, {count}ep (epochs) or {count}it (iterations)")
+    return count, unit or "it"
 
 
 def length(spec, what: str, positive_length: bool = False) -> str:
     """Check a training length or point: syntax, > 0 if asked, at most MAX_ITERATIONS (an epoch is at
     least one iteration, so a count of epochs is bounded the same way)."""
-    count, unit = step_parts(spec, what)
+    count, unit = step_parts(spec, f"--{what}")
     if positive_length and count == 0:
         raise TicketlabError(f"--{what} {spec} is zero iterations; give a positive length")
     if count > MAX_ITERATIONS:

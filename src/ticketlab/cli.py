@@ -46,13 +46,21 @@ SUPERTICKETS_DEFAULTS = {
 }
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every default shown once: appended where the help does not already say it, never for unset options."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is argparse.SUPPRESS or action.required
+                or not action.option_strings or isinstance(action, argparse._StoreConstAction)):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, as for every other user mistake
-        self.exit(2, f"ticketlab {self.prog.split(' ', 1)[-1]}: error: {message}; see --help\n")
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=None, skip=(), overrides=False) -> None:
@@ -62,6 +70,11 @@ def add_config_options(parser: argparse.ArgumentParser, section: str, defaults=N
     hints = typing.get_type_hints(cls)
     title = {"cts": "cts options (method cts)"}.get(section, f"{section} options")
     group = parser.add_argument_group(title + (" (default: the ticket's recipe)" if overrides else ""))
+    if section == "train" and not overrides:
+        from ticketlab.recipes import PRESETS
+        group.add_argument("--preset", default=None, choices=sorted(PRESETS), metavar="NAME",
+                           help="start from a paper's recipe (the training options given here replace its values): "
+                                + "; ".join(f"{name} = {p.source}" for name, p in PRESETS.items()).replace("%", "%%"))
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -115,6 +128,31 @@ def log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def announce(recipe: TrainConfig) -> None:
+    """The training recipe in effect, on stderr, as a command starts its work."""
+    fields = ", ".join(f"{f.name} {getattr(recipe, f.name)}" for f in dataclasses.fields(TrainConfig)
+                       if f.name != "device" and getattr(recipe, f.name) not in ("", None))
+    log(f"recipe: {fields}")
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The long options written on the command line (what a --preset must not override)."""
+    return {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+
+
+def apply_preset(args: argparse.Namespace, argv: list[str]) -> None:
+    """--preset NAME: the preset's recipe for every training option not given on the command line."""
+    name = getattr(args, "preset", None)
+    if not name:
+        return
+    from ticketlab.recipes import preset
+    recipe, given = preset(name), given_flags(argv)
+    for f in dataclasses.fields(TrainConfig):
+        if hasattr(args, f.name) and "--" + f.name.replace("_", "-") not in given and \
+                "--no-" + f.name.replace("_", "-") not in given:
+            setattr(args, f.name, getattr(recipe, f.name))
+
+
 # ---- commands -------------------------------------------------------------------------------
 
 def seeds_of(args) -> list[int]:
@@ -128,6 +166,7 @@ def cmd_train(args) -> int:
     validate_train(configs["train"])
     if not finished(args.runs_dir, "train", configs, [args.seed]):
         checked_data(configs)
+    announce(configs["train"])
     result = run_train(configs, args.seed, args.runs_dir, quiet=args.quiet or args.json, log=log)
     summary = result["summary"]
     emit(args, result, f"test accuracy {summary['test_accuracy']:.4f}, early-stop iteration "
@@ -150,6 +189,7 @@ def cmd_imp(args, kind: str = "imp") -> int:
     if not finished(args.runs_dir, kind, configs, seeds):
         _, model = checked_data(configs, {"--rewind-step": configs["prune"].rewind_step})
         checks.imp_levels_keep_weights(configs["prune"], model, configs["model"].model)
+    announce(configs["train"])
     result = run_imp_job(kind, configs, seeds, args.runs_dir, quiet=args.quiet or args.json, log=log,
                          controls=controls, workers=args.workers)
     text = level_table(load_run(result["run_dir"], seeds)) + f"\n\nrun directory: {result['run_dir']}"
@@ -227,6 +267,7 @@ def cmd_prune(args) -> int:
     data, model = checked_data(configs, {"--rewind-step": configs["pai"].rewind_step})
     check_pai_request(configs, data, model, configs["pai"].method, configs["pai"].density)
     open_run(args.runs_dir, "prune", configs)
+    announce(configs["train"])
     path = prune_seed(args.seed, configs, data, args.runs_dir, args.quiet or args.json)
     meta = read_metadata(path)
     result = {"ticket": str(path), "run_dir": str(path.parent), "method": meta["method"], "density": meta["density"],
@@ -249,6 +290,7 @@ def cmd_train_ticket(args) -> int:
     data_cfg = recorded_config(ticket.info, "data_config", DataConfig, args.ticket)
     if args.data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=args.data_root)
+    announce(train_cfg)
     result = run_train_ticket(Path(args.ticket), train_cfg, lambda: load_data_config(data_cfg), args.runs_dir,
                               args.quiet or args.json)
     s = result["summary"]
@@ -287,6 +329,7 @@ def cmd_pai(args) -> int:
     for method in methods:
         for density in densities:
             check_pai_request(configs, data, model, method, density, "--densities")
+    announce(configs["train"])
     result = run_pai_sweep(configs, methods, densities, seeds, args.runs_dir, args.quiet or args.json,
                            args.workers or default_workers(seeds), log)
     lines = [f"{'method':12s} {'density':>9s} {'test acc':>17s} {'early stop':>15s}  collapsed layers"]
@@ -330,6 +373,7 @@ def cmd_sanity(args) -> int:
     validate_cts(configs["cts"])
     seeds = parse_seeds(args.seeds)
     check_sanity_inputs(configs, args.imp_schedule)
+    announce(configs["train"])
     result = run_sanity(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds),
                         schedule=args.imp_schedule)
     emit(args, result, sanity_table(result))
@@ -397,6 +441,7 @@ def cmd_layers(args) -> int:
     seeds = seeds_of(args)
     check_power(args.power_watts)
     checked_data(configs)
+    announce(configs["train"])
     result = run_structured("layers", configs, seeds, args.runs_dir, args.quiet or args.json,
                             args.workers or default_workers(seeds), args.power_watts)
     emit(args, result, structured_table(result))
@@ -448,6 +493,7 @@ def cmd_supertickets(args) -> int:
     validate_super(configs["supertickets"])
     seeds = seeds_of(args)
     checked_data(configs)
+    announce(configs["train"])
     result = run_supertickets(configs, seeds, args.runs_dir, args.quiet or args.json, args.workers or default_workers(seeds))
     emit(args, result, supertickets_text(result))
     return 0
@@ -461,6 +507,7 @@ def cmd_transfer(args) -> int:
     validate_train(configs["train"])
     seeds = seeds_of(args)
     checked_data(configs, data_config=configs["data"])
+    announce(configs["train"])
     result = run_transfer(args.ticket, configs, seeds, args.runs_dir, args.quiet or args.json,
                           args.workers or default_workers(seeds))
     emit(args, result, f"transfer of {args.ticket} to {result['dataset']}: test accuracy "
@@ -946,7 +993,17 @@ def main(argv: list[str] | None = None) -> int:
     import contextlib
     import os
     from ticketlab import distributed
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # a bare `ticketlab`: what it can do
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    try:
+        apply_preset(args, argv)
+    except TicketlabError as exc:
+        print(f"ticketlab: error: {exc}", file=sys.stderr)
+        return 2
     try:
         # Under torchrun every rank runs the command (data-parallel training); only rank 0 prints results.
         distributed.init_from_env()

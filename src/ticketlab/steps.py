@@ -14,8 +14,8 @@ def to_iterations(spec: str | int, iterations_per_epoch: int, what: str = "step"
     if isinstance(spec, int):
         return spec
     text = str(spec)
-    if text.strip().isdigit():
-        return int(text)
+    if text.strip() == "0":  # zero needs no unit
+        return 0
     match = _STEP.match(text)
     if not match:
         raise TicketlabError(f"bad {what} {text!r}: write a whole number followed by 'ep' (epochs) or 'it' (iterations), e.g. 40ep or 500it")

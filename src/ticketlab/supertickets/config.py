@@ -16,8 +16,8 @@ class SuperConfig:
     density: float = option(0.1, "target density κ of the ticket: the fraction of conv/linear weights kept "
                             "(the classifier is never pruned)")
     prune_interval: str = option("auto", "progressive magnitude pruning every this often; the k-th event prunes to "
-                                 "density 1 - min(0.1k, 1 - κ); auto spaces the events so that κ is reached at 80%% "
-                                 "of training and the last 20%% re-rank at κ (reactivation)")
+                                 "density 1 - min(0.1k, 1 - κ); auto spaces the events so that κ is reached at 80% "
+                                 "of training and the last 20% re-rank at κ (reactivation)")
     shrink_interval: str = option("2ep", "remove the channels with |γ| <= --gamma-threshold every this often")
     rho: float = option(0.02, "weight ρ of the FLOPs-weighted L1 penalty on the depthwise BN scales γ")
     rho_warmup: str = option("2ep", "ρ rises linearly from 0 to --rho over this long")
