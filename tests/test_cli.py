@@ -104,3 +104,33 @@ def test_json_output_is_exactly_one_object(cli, tmp_path):
     for command in ("models", "datasets"):
         listing = cli(command, "--json").json()
         assert len(listing[command]) >= 5
+
+
+def test_shell_completion_scripts_know_every_command(cli):
+    res = cli("completion", "bash")
+    assert res.code == 0
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert all(name in res.out for name in commands)
+    assert "--rewind-step" in res.out
+
+
+def test_a_bare_ticketlab_lists_the_commands_and_exits_0(cli):
+    res = cli()
+    assert res.code == 0 and "imp" in res.out and "train-ticket" in res.out
+
+
+def test_errors_name_the_command_once(cli):
+    res = cli("train", "--optimizer", "rmsprop")
+    assert res.code == 2 and res.err.startswith("ticketlab train: error:") and "ticketlab ticketlab" not in res.err
+    assert cli("bogus").err.startswith("ticketlab: error:")
+
+
+def test_help_shows_each_default_once_and_none_for_unset_options(cli):
+    from ticketlab.cli import HelpFormatter
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        text = cli(name, "--help").out
+        assert "(default: None)" not in text and "(default: )" not in text, name
+        formatter = HelpFormatter(name)
+        for action in sub._actions:
+            text = formatter._get_help_string(action)
+            assert text.count("(default:") <= 1, (name, action.dest, text)

@@ -52,7 +52,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is argparse.SUPPRESS or action.required
+        if ("default" in text or default in (None, "") or default is argparse.SUPPRESS or action.required
                 or not action.option_strings or isinstance(action, argparse._StoreConstAction)):
             return text
         return f"{text} (default: %(default)s)"
@@ -570,6 +570,12 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_completion(args) -> int:
+    import shtab
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def cmd_models(args) -> int:
     from ticketlab.models import describe_models
     rows = describe_models()
@@ -931,6 +937,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("show", cmd_show, "summarize a ticket file", "Print a ticket's model, method, densities and metrics.")
     sub.add_argument("ticket", help="path of a ticket.safetensors file")
     add_common_options(sub, runs=False)
+
+    sub = command("completion", cmd_completion, "print a shell completion script (bash, zsh or tcsh)",
+                  "Print a completion script generated from the command definitions, e.g. "
+                  "`ticketlab completion bash > ~/.local/share/bash-completion/completions/ticketlab`.")
+    sub.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
 
     sub = command("models", cmd_models, "list the known models", "List the model names ticketlab can build.")
     add_common_options(sub, runs=False)
