@@ -92,3 +92,53 @@ def test_a_model_of_ones_own_goes_through_the_cli_by_factory_name(cli, tmp_path)
         sys.modules.pop("usernets", None)
     gone = cli("show", ticket)
     assert gone.code == 2 and "usernets" in gone.err and "PYTHONPATH" in gone.err
+
+
+class Noisy(torch.utils.data.Dataset):
+    """A dataset with a random transform: the same index gives different inputs."""
+
+    def __len__(self):
+        return 50
+
+    def __getitem__(self, index):
+        return torch.randn(4), index % 3
+
+
+class Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter((torch.zeros(4), 0) for _ in range(10))
+
+
+def test_torch_data_is_held_in_memory_with_the_usual_split_and_refused_where_it_would_break_determinism(monkeypatch):
+    x, y = torch.arange(400.0).reshape(100, 4), torch.arange(100) % 5
+    pair = torch.utils.data.TensorDataset(x[:80], y[:80]), torch.utils.data.TensorDataset(x[80:], y[80:])
+    loader = torch.utils.data.DataLoader(pair[0], batch_size=7, shuffle=True)  # its shuffling plays no part
+    a = tl.Dataset.from_torch(loader, pair[1], val_size=10, seed=3)
+    b = tl.Dataset.from_tensors(x[:80], y[:80], x[80:], y[80:], val_size=10, seed=3)
+    assert a.num_classes == 5 and len(a.train_y) == 70 and len(a.val_y) == 10 and len(a.test_y) == 20
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.val_y, b.val_y)
+    with pytest.raises(tl.TicketlabError, match="random transforms"):
+        tl.Dataset.from_torch(Noisy(), pair[1])
+    with pytest.raises(tl.TicketlabError, match="IterableDataset"):
+        tl.Dataset.from_torch(torch.utils.data.DataLoader(Stream()), pair[1])
+    from ticketlab.data import external
+    monkeypatch.setattr(external, "MAX_BYTES", 1000)
+    with pytest.raises(tl.TicketlabError, match="GiB"):
+        tl.Dataset.from_torch(*pair)
+
+
+def test_data_held_in_memory_trains_and_resumes_like_registry_data(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 10, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    data = tl.Dataset.from_tensors(x[:250], y[:250], x[250:], y[250:], val_size=50)
+    recipe = tl.TrainConfig(steps="40it", batch_size=25, eval_every="20it")
+    model = tl.create_model("mlp_16", data, seed=0)
+    first = tl.prune(model, data, method="snip", density=0.5, recipe=recipe, runs_dir=tmp_path)
+    again = tl.prune(model, data, method="snip", density=0.5, recipe=recipe, runs_dir=tmp_path)
+    assert first.path == again.path and first.mask.equals(again.mask)
+    result = tl.train(first, data, recipe, runs_dir=tmp_path)
+    assert result.test_accuracy > 0.6
+    assert tl.train(first, data, recipe, runs_dir=tmp_path).summary == result.summary  # stored, not retrained
+    other = tl.Dataset.from_tensors(x[:250], 1 - y[:250], x[250:], 1 - y[250:], val_size=50)
+    assert tl.prune(model, other, method="snip", density=0.5, recipe=recipe, runs_dir=tmp_path).path != first.path
