@@ -52,6 +52,7 @@ def files_in(runs: Path) -> list[str]:
     return sorted(str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_tickets_of_one_process_and_only_rank_0_writes(two_process_run, cli, tmp_path):
     runs, out = two_process_run
     assert len(out.splitlines()) == 1, out  # rank 1's stdout goes nowhere: one result
@@ -99,6 +100,7 @@ def test_a_batch_is_split_into_equal_slices_in_order(monkeypatch):
     assert [len(s) for s in slices] == [5, 5] and torch.equal(torch.cat(slices), batch)
 
 
+@pytest.mark.slow
 def test_a_batch_size_the_processes_cannot_share_is_a_one_line_error(tmp_path):
     proc = torchrun([*ARGS, "--batch-size", "33", "--runs-dir", tmp_path / "runs"])
     out, err = finish(proc, 300)
@@ -122,6 +124,7 @@ def worker_of_rank(launcher: int, rank: int) -> int:
     raise AssertionError(f"no worker of rank {rank} under {launcher}")
 
 
+@pytest.mark.slow
 def test_a_killed_rank_fails_the_job_and_a_rerun_resumes_to_the_same_result(two_process_run, tmp_path):
     reference_runs, reference_out = two_process_run
     runs = tmp_path / "runs"

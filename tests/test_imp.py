@@ -75,6 +75,7 @@ def test_rewinding_restarts_levels_at_k(cli, tmp_path):
     assert torch.equal(ticket.init_state[name], theta_k[name] * ticket.mask[name])
 
 
+@pytest.mark.slow
 def test_sigkill_in_the_middle_of_a_level_then_resume_matches_uninterrupted(cli, tmp_path):
     args = [*TINY_IMP, "--steps", "300it", "--eval-every", "25it", "--json"]
     reference = cli("imp", *args, "--runs-dir", tmp_path / "ref").json()

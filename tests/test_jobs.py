@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 SCRIPT = """
 import os, sys, time
 from ticketlab.jobs import run_seeds
@@ -28,6 +30,7 @@ def alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_killing_the_parent_stops_its_seed_workers(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(SCRIPT)

@@ -136,6 +136,7 @@ def ticket_bytes(run_dir: Path) -> dict[str, bytes]:
             if p.name == "ticket.safetensors"}
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_running_run_stops_with_one_line_naming_the_holder(cli, tmp_path):
     runs = tmp_path / "shared"
     first = start_and_wait_for_the_lock(LONG_IMP, runs)
@@ -153,6 +154,7 @@ def test_a_second_process_on_a_running_run_stops_with_one_line_naming_the_holder
     assert ticket_bytes(shared_dir) == ticket_bytes(solo_dir) and len(ticket_bytes(solo_dir)) == 4
 
 
+@pytest.mark.slow
 def test_a_killed_holder_never_blocks_the_resume(cli, tmp_path):
     runs = tmp_path / "runs"
     holder = start_and_wait_for_the_lock(LONG_IMP, runs)

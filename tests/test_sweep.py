@@ -81,6 +81,7 @@ def test_yaml_grids_work_like_toml(cli, tmp_path, one_thread):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is an optional extra")
+@pytest.mark.slow
 def test_the_ray_engine_gives_the_local_results(cli, tmp_path, one_thread):
     grid = write(tmp_path, GRID.replace('methods = ["snip", "random"]', 'methods = ["random"]'))
     ray_run = cli("sweep", grid, "--engine", "ray", "--workers", "2", "--runs-dir", tmp_path / "ray", "--json")
