@@ -432,8 +432,7 @@ def structured_table(result: dict) -> str:
 
 
 def cmd_layers(args) -> int:
-    from ticketlab.jobs import checked_data
-    from ticketlab.jobs import default_workers
+    from ticketlab.jobs import checked_data, default_workers
     from ticketlab.layer_jobs import run_structured
     configs = configs_from_args(args, ["data", "model", "train", "layers"])
     validate_train(configs["train"])
@@ -485,8 +484,7 @@ def supertickets_text(result: dict) -> str:
 
 
 def cmd_supertickets(args) -> int:
-    from ticketlab.jobs import checked_data
-    from ticketlab.jobs import default_workers
+    from ticketlab.jobs import checked_data, default_workers
     from ticketlab.supertickets.jobs import run_supertickets
     configs = configs_from_args(args, ["data", "model", "train", "supertickets"])
     validate_train(configs["train"])
@@ -500,8 +498,7 @@ def cmd_supertickets(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from ticketlab.jobs import checked_data
-    from ticketlab.jobs import default_workers
+    from ticketlab.jobs import checked_data, default_workers
     from ticketlab.supertickets.jobs import run_transfer
     configs = configs_from_args(args, ["data", "train"])
     validate_train(configs["train"])
