@@ -134,3 +134,14 @@ def test_help_shows_each_default_once_and_none_for_unset_options(cli):
         for action in sub._actions:
             text = formatter._get_help_string(action)
             assert text.count("(default:") <= 1, (name, action.dest, text)
+
+
+def test_a_preset_gives_the_recipe_the_options_given_replace_and_the_recipe_is_announced(cli, tmp_path):
+    res = cli("train", "--preset", "lth-lenet", "--dataset", "synthetic", "--train-subset", "600", "--model",
+              "mlp_32_16", "--steps", "20it", "--eval-every", "10it", "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    recipe = [line for line in res.err.splitlines() if line.startswith("recipe: ")]
+    assert len(recipe) == 1 and "optimizer adam" in recipe[0] and "lr 0.0012" in recipe[0]
+    assert "batch_size 60" in recipe[0] and "steps 20it" in recipe[0]
+    config = json.loads(next(tmp_path.glob("train-*/config.json")).read_text())["config"]["train"]
+    assert (config["optimizer"], config["lr"], config["batch_size"], config["steps"]) == ("adam", 1.2e-3, 60, "20it")

@@ -129,10 +129,11 @@ def log(message: str) -> None:
 
 
 def announce(recipe: TrainConfig) -> None:
-    """The training recipe in effect, on stderr, as a command starts its work."""
+    """The training recipe in effect, on stderr, once the command's work starts (its first run opened)."""
+    from ticketlab import runs
     fields = ", ".join(f"{f.name} {getattr(recipe, f.name)}" for f in dataclasses.fields(TrainConfig)
                        if f.name != "device" and getattr(recipe, f.name) not in ("", None))
-    log(f"recipe: {fields}")
+    runs.on_work_start[:] = [lambda: log(f"recipe: {fields}")]
 
 
 def given_flags(argv: list[str]) -> set[str]:
@@ -266,8 +267,8 @@ def cmd_prune(args) -> int:
         raise TicketlabError("--at init and --rewind-step conflict; give one of them")
     data, model = checked_data(configs, {"--rewind-step": configs["pai"].rewind_step})
     check_pai_request(configs, data, model, configs["pai"].method, configs["pai"].density)
-    open_run(args.runs_dir, "prune", configs)
     announce(configs["train"])
+    open_run(args.runs_dir, "prune", configs)
     path = prune_seed(args.seed, configs, data, args.runs_dir, args.quiet or args.json)
     meta = read_metadata(path)
     result = {"ticket": str(path), "run_dir": str(path.parent), "method": meta["method"], "density": meta["density"],
@@ -1001,6 +1002,8 @@ def main(argv: list[str] | None = None) -> int:
     import contextlib
     import os
     from ticketlab import distributed
+    from ticketlab import runs
+    runs.on_work_start.clear()  # nothing left over from an earlier command in this process
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:  # a bare `ticketlab`: what it can do

@@ -23,6 +23,9 @@ from ticketlab.files import read_json, remove_stale_temporaries, write_json
 
 LOCK = ".lock"
 _held: dict[Path, int] = {}  # run directory -> open lock file descriptor, kept for the process's lifetime
+# Called once, when this process first opens a run: every check has passed and the work begins (the
+# command line announces its recipe then, so a refused command prints its one error line only).
+on_work_start: list = []
 
 
 def run_dir_for(runs_dir: str | Path, kind: str, configs: dict[str, object]) -> Path:
@@ -50,6 +53,8 @@ def open_dir(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     lock_run(run_dir)
     remove_stale_temporaries(run_dir)
+    while on_work_start:
+        on_work_start.pop(0)()
     return run_dir
 
 
