@@ -32,6 +32,7 @@ from ticketlab.data import Dataset
 from ticketlab.data.registry import remember_in_memory
 from ticketlab.errors import TicketlabError
 from ticketlab.jobs import checked_data, load_data_config, run_imp_job
+from ticketlab.lth.imp import imp_levels_keep_weights
 from ticketlab.models import model_from_config
 from ticketlab.pai_jobs import check_pai_request, prune_seed, run_train_ticket
 from ticketlab.recipes import preset, presets
@@ -139,7 +140,7 @@ def imp(model, data: Dataset, recipe: TrainConfig | None = None, *, levels: int 
         raise TicketlabError(f"unknown control kind(s) {unknown}; known: {', '.join(CONTROL_KINDS)}")
     seeds = [checks.seed("seeds", s) for s in seeds]
     _, built = checked_data(configs, {"rewind_step": rewind_step}, data=data)
-    checks.imp_levels_keep_weights(configs["prune"], built, configs["model"].model)
+    imp_levels_keep_weights(configs["prune"], built, configs["model"].model)
     result = run_imp_job("imp", configs, seeds, str(runs_dir), quiet=quiet, log=_quiet_log if quiet else _log,
                          controls=tuple(controls), workers=_workers(configs, workers))
     rows = [ImpLevel(r["level"], r["density"], r["test_accuracy"], r.get("test_accuracy_std"),

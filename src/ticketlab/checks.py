@@ -201,55 +201,6 @@ def density_keeps_a_weight(density: float, total: int, flag: str = "--density", 
                              f"give at least {0.5 / total:.3g}")
 
 
-def imp_levels_keep_weights(prune, model, model_name: str) -> None:
-    """Simulate IMP's counts level by level (as ticketlab.pruning prunes them) and refuse a level that
-    would prune every weight of a layer group it ranks (the whole net with the global strategy)."""
-    from ticketlab.config import density_schedule, num_levels
-    sizes = prunable_sizes(model)
-    output = getattr(model, "output_name", None)
-    schedule = density_schedule(prune)
-    total = sum(sizes.values())
-    separate_output = prune.output_prune_fraction is not None and output in sizes
-    rest = [n for n in sizes if not (separate_output and n == output)]
-    families = [(rest, "fraction")]
-    if prune.conv_prune_fraction is not None:
-        # conv weights: tensors of more than two dimensions
-        params = dict(model.named_parameters())
-        convs = [n for n in rest if params[n].dim() > 2]
-        families = [([n for n in rest if n not in convs], "fraction"), (convs, "conv")]
-    groups = []
-    for names, rate in families:
-        if names:
-            groups.extend([(names, rate)] if prune.strategy == "global" else [([n], rate) for n in names])
-    if separate_output:
-        groups.append(([output], "output"))
-    alive = {tuple(names): sum(sizes[n] for n in names) for names, _ in groups}
-    rates = {"fraction": prune.prune_fraction, "conv": prune.conv_prune_fraction, "output": prune.output_prune_fraction}
-    for level in range(1, num_levels(prune) + 1):
-        kept_total = sum(alive.values())
-        if schedule:
-            target = round(schedule[level - 1] * total)
-            if target < 1:
-                raise TicketlabError(f"--schedule level {level} (density {schedule[level - 1]:g}) keeps 0 of the "
-                                     f"{total:,} prunable weights of {model_name}; give densities of at least "
-                                     f"{0.5 / total:.3g}")
-            level_rate = 1 - target / kept_total
-        removed = 0
-        for names, rate in groups:
-            key = tuple(names)
-            share = level_rate if schedule else rates[rate]
-            cut = int(round(alive[key] * share))
-            alive[key] -= cut
-            removed += cut
-            if alive[key] < 1:
-                what = "every prunable weight" if len(groups) == 1 else f"every weight of {', '.join(names)}"
-                how = "fewer --levels or a smaller --prune-fraction" if not schedule else "higher densities"
-                raise TicketlabError(f"pruning level {level} would remove {what} of {model_name}; give {how}")
-        if removed == 0:
-            raise TicketlabError(f"pruning level {level} would remove no weight of {model_name} ({kept_total:,} left, "
-                                 f"too few to prune a share of); give {'densities further apart' if schedule else 'fewer --levels'}")
-
-
 # ---- files and folders -----------------------------------------------------------------------
 
 def _first_existing(path: Path) -> Path:

@@ -176,8 +176,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_imp(args, kind: str = "imp") -> int:
-    from ticketlab.lth.controls import CONTROL_KINDS
     from ticketlab.jobs import checked_data, finished, run_imp_job
+    from ticketlab.lth.controls import CONTROL_KINDS
+    from ticketlab.lth.imp import imp_levels_keep_weights
     from ticketlab.lth.report import level_table, load_run
     configs = configs_from_args(args, ["data", "model", "train", "prune"])
     validate_train(configs["train"])
@@ -189,7 +190,7 @@ def cmd_imp(args, kind: str = "imp") -> int:
     seeds = seeds_of(args)
     if not finished(args.runs_dir, kind, configs, seeds):
         _, model = checked_data(configs, {"--rewind-step": configs["prune"].rewind_step})
-        checks.imp_levels_keep_weights(configs["prune"], model, configs["model"].model)
+        imp_levels_keep_weights(configs["prune"], model, configs["model"].model)
     announce(configs["train"])
     result = run_imp_job(kind, configs, seeds, args.runs_dir, quiet=args.quiet or args.json, log=log,
                          controls=controls, workers=args.workers)
@@ -344,8 +345,8 @@ def cmd_pai(args) -> int:
 
 def check_sanity_inputs(configs: dict, schedule: str | None) -> None:
     from ticketlab.jobs import checked_data
-    from ticketlab.pai_jobs import check_pai_request
-    from ticketlab.pai_jobs import check_method
+    from ticketlab.lth.imp import imp_levels_keep_weights
+    from ticketlab.pai_jobs import check_method, check_pai_request
     from ticketlab.sanity import IMP_METHODS, imp_schedule
     pai = configs["pai"]
     if pai.method not in IMP_METHODS:
@@ -354,7 +355,7 @@ def check_sanity_inputs(configs: dict, schedule: str | None) -> None:
             raise TicketlabError("--imp-schedule applies to --method imp or ltr; drop it")
     data, model = checked_data(configs, {"--rewind-step": pai.rewind_step})
     if pai.method in IMP_METHODS:
-        checks.imp_levels_keep_weights(PruneConfig(schedule=imp_schedule(pai.density, schedule)), model,
+        imp_levels_keep_weights(PruneConfig(schedule=imp_schedule(pai.density, schedule)), model,
                                        configs["model"].model)
     else:
         check_pai_request(configs, data, model, pai.method, pai.density)

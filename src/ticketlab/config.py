@@ -236,7 +236,7 @@ def num_levels(cfg: PruneConfig) -> int:
 
 def check_prune(cfg: PruneConfig) -> None:
     """Every value of an IMP configuration (how many weights the levels keep depends on the model:
-    ticketlab.checks.imp_levels_keep_weights)."""
+    ticketlab.lth.imp.imp_levels_keep_weights)."""
     schedule = density_schedule(cfg)
     if schedule and (cfg.output_prune_fraction is not None or cfg.conv_prune_fraction is not None):
         raise TicketlabError("--schedule sets one rate for every layer; drop --output-prune-fraction and "

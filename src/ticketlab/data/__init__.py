@@ -12,6 +12,7 @@ normalizes, `batching` and `augment` serve the training loop.
 from ticketlab.data.augment import AUGMENTATIONS, augment_batch
 from ticketlab.data.batching import batches_per_epoch, epoch_permutation, iterate_batches
 from ticketlab.data.dataset import Dataset
+from ticketlab.data.external import from_tensors, from_torch
 from ticketlab.data.registry import DATASETS, DatasetEntry, dataset_names, load_dataset
 
 __all__ = [
@@ -26,3 +27,8 @@ __all__ = [
     "iterate_batches",
     "load_dataset",
 ]
+
+# `Dataset.from_tensors(...)` / `Dataset.from_torch(...)`: the constructors for data of one's own, attached
+# here because they build on the splitting and standardization that themselves build on Dataset.
+Dataset.from_tensors = staticmethod(from_tensors)
+Dataset.from_torch = staticmethod(from_torch)

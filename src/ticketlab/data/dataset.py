@@ -44,18 +44,6 @@ class Dataset:
     augment: str  # "none" or "flip-crop"; the trainer applies it to training batches
     source: object = field(default=None, compare=False, repr=False)  # the DataConfig it was loaded with, if any
 
-    @classmethod
-    def from_tensors(cls, train_x, train_y, test_x, test_y, **options) -> "Dataset":
-        """Arrays or tensors of your own (see data/external.py for the options)."""
-        from ticketlab.data.external import from_tensors  # built on this class
-        return from_tensors(train_x, train_y, test_x, test_y, **options)
-
-    @classmethod
-    def from_torch(cls, train_set, test_set, **options) -> "Dataset":
-        """Two map-style torch Datasets (or DataLoaders over them) of (input, label) items, held in memory."""
-        from ticketlab.data.external import from_torch  # built on this class
-        return from_torch(train_set, test_set, **options)
-
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one example, e.g. (1, 28, 28) or (3, 32, 32) or (20,)."""

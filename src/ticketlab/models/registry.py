@@ -234,6 +234,9 @@ ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
 # "paths": hidden widths of a searched supernet's kernel paths (models/supernet.py);
 # "kwargs": a factory model's keyword arguments; "prunable", "output": the choice of pruned tensors.
 OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths", "kwargs", "prunable", "output")
+# Architecture keys a family rebuilds itself, registered by that family (supernet.py registers "paths"),
+# so that the registry never imports a family.
+ARCHITECTURE_HOOKS: dict[str, Callable] = {}
 
 
 def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
@@ -253,8 +256,9 @@ def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
     model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed, kwargs=spec.get("kwargs"),
                          prunable=spec.get("prunable"), output=spec.get("output"))
     if "paths" in spec:
-        from ticketlab.models.supernet import set_path_widths
-        set_path_widths(model, spec["paths"], seed=seed)
+        if "paths" not in ARCHITECTURE_HOOKS:
+            raise TicketlabError("architecture has searched paths but no model family rebuilds them")
+        ARCHITECTURE_HOOKS["paths"](model, spec["paths"], seed=seed)
         describe(model, spec)
     if "shapes" in spec:
         if not isinstance(spec["shapes"], dict):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ticketlab.errors import TicketlabError
 from ticketlab.models.initialization import initialize_weights_
-from ticketlab.models.registry import register_model, require_image_shape
+from ticketlab.models.registry import ARCHITECTURE_HOOKS, register_model, require_image_shape
 
 KERNELS = (3, 5, 7)
 DEFAULTS = {"width": 16, "cells": 3, "expand": 3}
@@ -170,3 +170,6 @@ def supernet(match, input_shape, num_classes):
     if min(height, width) < 4:
         raise TicketlabError(f"model {name} needs images of at least 4x4 pixels; got {height}x{width}")
     return SuperNet(channels, num_classes, values["width"], values["cells"], values["expand"])
+
+
+ARCHITECTURE_HOOKS["paths"] = set_path_widths  # a ticket's "paths" rebuild its searched network
