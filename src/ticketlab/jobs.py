@@ -27,7 +27,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.lth.imp import TICKET, ImpSetup, run_imp
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_config
+from ticketlab.models import model_from_config
 from ticketlab.lth.report import load_run, write_report
 from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.ticket import Ticket, load_ticket

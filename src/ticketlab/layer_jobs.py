@@ -23,7 +23,7 @@ from ticketlab.files import read_json, write_json
 from ticketlab.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
 from ticketlab.layer_tickets import block_scores, check_resnet, choose_removed, remove_blocks, removable_blocks
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture, model_from_config
+from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train

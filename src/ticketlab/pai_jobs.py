@@ -19,7 +19,7 @@ from ticketlab.config import derive_seed
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture, model_from_config
+from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.cts import search_mask
 from ticketlab.pai import PaiResult, find_mask, method_names
 from ticketlab.pai.find import build_request

@@ -22,7 +22,7 @@ from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import PruneConfig, density_schedule, derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_json
-from ticketlab.models import create_model, model_from_config
+from ticketlab.models import model_from_config
 from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
 from ticketlab.pai_jobs import TICKET, check_method, prune_seed, rewind_weights, train_ticket_file

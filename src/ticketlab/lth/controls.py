@@ -20,7 +20,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors
 from ticketlab.lth.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_config
+from ticketlab.models import model_from_config
 from ticketlab.pai.ablations import random_global, shuffle_layerwise
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import REWIND, train

@@ -23,7 +23,7 @@ from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture, model_from_config
+from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.pruning import magnitude_prune
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket

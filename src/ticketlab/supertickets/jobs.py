@@ -26,7 +26,7 @@ from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.mask import Mask
-from ticketlab.models import create_model, model_from_architecture, model_from_config
+from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.models.supernet import mixed_blocks, path_widths
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.supertickets.config import SuperConfig, TransferSource
