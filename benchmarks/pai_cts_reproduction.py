@@ -38,10 +38,10 @@ from ticketlab.lth.aggregate import mean_std, parse_seeds
 from ticketlab.config import DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig
 from ticketlab.cts import CtsConfig
 from ticketlab.files import write_json, write_text
-from ticketlab.jobs import run_imp_job
-from ticketlab.pai_jobs import run_pai_sweep, total_compute
+from ticketlab.lth.jobs import run_imp_job
+from ticketlab.pai.jobs import run_pai_sweep, total_compute
 from ticketlab.lth.report import pyplot, save_figure
-from ticketlab.sanity import run_sanity
+from ticketlab.pai.sanity import run_sanity
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_PAI = ["random", "erk", "smart-ratio", "magnitude", "snip", "iter-snip", "force", "grasp", "grasp-abs", "synflow"]

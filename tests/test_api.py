@@ -1,6 +1,5 @@
 """The Python API: docs/api.md's examples run as written, and the API and the CLI compute the same runs."""
 
-import json
 import os
 import re
 import subprocess

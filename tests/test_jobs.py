@@ -10,7 +10,7 @@ import pytest
 
 SCRIPT = """
 import os, sys, time
-from ticketlab.jobs import run_seeds
+from ticketlab.runtime import run_seeds
 
 def work(seed, folder):
     open(os.path.join(folder, f"worker-{seed}.pid"), "w").write(str(os.getpid()))

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from ticketlab.errors import TicketlabError
-from ticketlab.filter_tickets import choose_filters, conv_filters, filter_scores, narrow
-from ticketlab.layer_tickets import block_scores, choose_removed, remove_blocks, removable_blocks, weight_importance
+from ticketlab.layers.filter_tickets import choose_filters, conv_filters, filter_scores, narrow
+from ticketlab.layers.layer_tickets import block_scores, choose_removed, remove_blocks, removable_blocks, weight_importance
 from ticketlab.models import create_model
-from ticketlab.robustness import blur, contrast, corrupted_sets, gaussian_noise, shifted
+from ticketlab.layers.robustness import blur, contrast, corrupted_sets, gaussian_noise, shifted
 from ticketlab.ticket import load_ticket
 
 NAME = "resnet_blocks_3_2_2_w4"

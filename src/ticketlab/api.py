@@ -30,13 +30,17 @@ from ticketlab.config import DataConfig, ModelConfig, PaiConfig, PruneConfig, Tr
 from ticketlab.cts.config import CtsConfig
 from ticketlab.data import Dataset
 from ticketlab.data.registry import remember_in_memory
+from ticketlab.deploy.export import export_ticket
 from ticketlab.errors import TicketlabError
-from ticketlab.jobs import checked_data, load_data_config, run_imp_job
+from ticketlab.lth.controls import CONTROL_KINDS
 from ticketlab.lth.imp import imp_levels_keep_weights
+from ticketlab.lth.jobs import run_imp_job
+from ticketlab.lth.report import load_run, write_report
 from ticketlab.models import model_from_config
-from ticketlab.pai_jobs import check_pai_request, prune_seed, run_train_ticket
+from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, run_train_ticket
 from ticketlab.recipes import preset, presets
 from ticketlab.runs import open_run
+from ticketlab.runtime import checked_data, load_data_config
 from ticketlab.ticket import Ticket, load_ticket
 
 __all__ = ["Dataset", "ImpLevel", "ImpRun", "TrainResult", "create_model", "export", "imp", "load_dataset",
@@ -131,7 +135,6 @@ def imp(model, data: Dataset, recipe: TrainConfig | None = None, *, levels: int 
         **prune_options) -> ImpRun:
     """Iterative magnitude pruning with reset to θ₀ (rewind_step "0it", LTH) or rewinding to θ_k (LTR),
     `levels` levels of `prune_fraction` (or an explicit density `schedule`), controls at every level."""
-    from ticketlab.lth.controls import CONTROL_KINDS
     configs = {"data": _data_config(data), "model": _model_config(model), "train": _recipe(recipe),
                "prune": PruneConfig(levels=levels, prune_fraction=prune_fraction, rewind_step=rewind_step,
                                     strategy=strategy, schedule=schedule, retrain=retrain, **prune_options)}
@@ -155,7 +158,6 @@ def prune(model, data: Dataset, *, method: str = "snip", density: float = 0.1, r
           cts: CtsConfig | None = None, **method_options) -> Ticket:
     """A ticket at `density` by a pruning-at-initialization method (`ticketlab methods`), or by "cts"
     (Concrete Ticket Search; `cts=CtsConfig(objective="kl")` for CTS-KL), scored at θ₀ or at θ_k."""
-    from ticketlab.pai_jobs import check_method
     check_method(method)
     configs = {"data": _data_config(data), "model": _model_config(model), "train": _recipe(recipe),
                "pai": PaiConfig(method=method, density=density, rewind_step=rewind_step, **method_options),
@@ -194,7 +196,6 @@ def export(ticket: Ticket | str | Path, out: str | Path, *, format: str | None =
            weights: str = "auto", runs_dir: str | Path = "runs") -> dict:
     """Write the ticket as compact, dense (shrunk), TorchScript or ONNX; the format from the suffix
     (.onnx, .pt/.ts, .compact.safetensors, .dense.safetensors) or `format=`."""
-    from ticketlab.deploy.export import export_ticket
     out = Path(out)
     if format is None:
         name = out.name
@@ -209,7 +210,6 @@ def export(ticket: Ticket | str | Path, out: str | Path, *, format: str | None =
 
 def report(runs, out: str | Path, *, title: str = "Lottery tickets", html: bool = False) -> dict:
     """report.md (and report.html) with tables and plots comparing IMP runs (ImpRun objects or run folders)."""
-    from ticketlab.lth.report import load_run, write_report
     loaded = [load_run(r.run_dir if isinstance(r, ImpRun) else r) for r in runs]
     return write_report(loaded, out, title, html=html)
 

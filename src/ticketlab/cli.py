@@ -162,7 +162,7 @@ def seeds_of(args) -> list[int]:
 
 
 def cmd_train(args) -> int:
-    from ticketlab.jobs import checked_data, finished, run_train
+    from ticketlab.runtime import checked_data, finished, run_train
     configs = configs_from_args(args, ["data", "model", "train"])
     validate_train(configs["train"])
     if not finished(args.runs_dir, "train", configs, [args.seed]):
@@ -176,7 +176,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_imp(args, kind: str = "imp") -> int:
-    from ticketlab.jobs import checked_data, finished, run_imp_job
+    from ticketlab.runtime import checked_data, finished
+    from ticketlab.lth.jobs import run_imp_job
     from ticketlab.lth.controls import CONTROL_KINDS
     from ticketlab.lth.imp import imp_levels_keep_weights
     from ticketlab.lth.report import level_table, load_run
@@ -202,7 +203,7 @@ def cmd_imp(args, kind: str = "imp") -> int:
 
 
 def cmd_control(args) -> int:
-    from ticketlab.jobs import run_control_job
+    from ticketlab.lth.jobs import run_control_job
     seeds = seeds_of(args) if args.seeds is not None else None
     run = Path(args.run)
     if run.name.startswith("seed-") and not run.name[5:].isdigit():
@@ -254,9 +255,9 @@ def validate_cts(cfg) -> None:
 
 
 def cmd_prune(args) -> int:
-    from ticketlab.jobs import checked_data
-    from ticketlab.pai_jobs import check_pai_request
-    from ticketlab.pai_jobs import check_method, prune_seed
+    from ticketlab.runtime import checked_data
+    from ticketlab.pai.jobs import check_pai_request
+    from ticketlab.pai.jobs import check_method, prune_seed
     from ticketlab.runs import open_run
     from ticketlab.ticket import read_metadata
     configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
@@ -280,8 +281,8 @@ def cmd_prune(args) -> int:
 
 
 def cmd_train_ticket(args) -> int:
-    from ticketlab.jobs import load_data_config
-    from ticketlab.pai_jobs import run_train_ticket
+    from ticketlab.runtime import load_data_config
+    from ticketlab.pai.jobs import run_train_ticket
     from ticketlab.ticket import load_ticket, recorded_config
     ticket = load_ticket(args.ticket)
     if "train_config" not in ticket.info or "data_config" not in ticket.info:
@@ -302,11 +303,11 @@ def cmd_train_ticket(args) -> int:
 
 
 def cmd_pai(args) -> int:
-    from ticketlab.jobs import checked_data
-    from ticketlab.pai_jobs import check_pai_request
+    from ticketlab.runtime import checked_data
+    from ticketlab.pai.jobs import check_pai_request
     from ticketlab.lth.aggregate import parse_seeds
-    from ticketlab.jobs import default_workers
-    from ticketlab.pai_jobs import run_pai_sweep
+    from ticketlab.runtime import default_workers
+    from ticketlab.pai.jobs import run_pai_sweep
     configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
     validate_train(configs["train"])
     validate_cts(configs["cts"])
@@ -324,7 +325,7 @@ def cmd_pai(args) -> int:
     for name, values in (("--methods", methods), ("--densities", densities)):
         if len(set(values)) != len(values):
             raise TicketlabError(f"{name} {getattr(args, name[2:])} lists a value twice; give each once")
-    from ticketlab.pai_jobs import check_method
+    from ticketlab.pai.jobs import check_method
     for method in methods:
         check_method(method)
     data, model = checked_data(configs, {"--rewind-step": configs["pai"].rewind_step})
@@ -344,10 +345,10 @@ def cmd_pai(args) -> int:
 
 
 def check_sanity_inputs(configs: dict, schedule: str | None) -> None:
-    from ticketlab.jobs import checked_data
+    from ticketlab.runtime import checked_data
     from ticketlab.lth.imp import imp_levels_keep_weights
-    from ticketlab.pai_jobs import check_method, check_pai_request
-    from ticketlab.sanity import IMP_METHODS, imp_schedule
+    from ticketlab.pai.jobs import check_method, check_pai_request
+    from ticketlab.pai.sanity import IMP_METHODS, imp_schedule
     pai = configs["pai"]
     if pai.method not in IMP_METHODS:
         check_method(pai.method)
@@ -367,8 +368,8 @@ def check_power(watts: float) -> None:
 
 def cmd_sanity(args) -> int:
     from ticketlab.lth.aggregate import parse_seeds
-    from ticketlab.jobs import default_workers
-    from ticketlab.sanity import run_sanity, sanity_table
+    from ticketlab.runtime import default_workers
+    from ticketlab.pai.sanity import run_sanity, sanity_table
     configs = configs_from_args(args, ["data", "model", "train", "pai", "cts"])
     validate_train(configs["train"])
     validate_pai(configs["pai"])
@@ -434,8 +435,8 @@ def structured_table(result: dict) -> str:
 
 
 def cmd_layers(args) -> int:
-    from ticketlab.jobs import checked_data, default_workers
-    from ticketlab.layer_jobs import run_structured
+    from ticketlab.runtime import checked_data, default_workers
+    from ticketlab.layers.jobs import run_structured
     configs = configs_from_args(args, ["data", "model", "train", "layers"])
     validate_train(configs["train"])
     validate_layers(configs["layers"])
@@ -450,8 +451,8 @@ def cmd_layers(args) -> int:
 
 
 def cmd_filters(args) -> int:
-    from ticketlab.jobs import default_workers
-    from ticketlab.layer_jobs import filter_configs, run_structured
+    from ticketlab.runtime import default_workers
+    from ticketlab.layers.jobs import filter_configs, run_structured
     from ticketlab.ticket import load_ticket
     check_power(args.power_watts)
     layer = load_ticket(args.match_ticket)
@@ -486,7 +487,7 @@ def supertickets_text(result: dict) -> str:
 
 
 def cmd_supertickets(args) -> int:
-    from ticketlab.jobs import checked_data, default_workers
+    from ticketlab.runtime import checked_data, default_workers
     from ticketlab.supertickets.jobs import run_supertickets
     configs = configs_from_args(args, ["data", "model", "train", "supertickets"])
     validate_train(configs["train"])
@@ -500,7 +501,7 @@ def cmd_supertickets(args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from ticketlab.jobs import checked_data, default_workers
+    from ticketlab.runtime import checked_data, default_workers
     from ticketlab.supertickets.jobs import run_transfer
     configs = configs_from_args(args, ["data", "train"])
     validate_train(configs["train"])
@@ -524,7 +525,7 @@ def cmd_frontier(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from ticketlab.layer_jobs import robustness_job
+    from ticketlab.layers.jobs import robustness_job
     result = robustness_job(args.tickets, args.dense, args.data_root, args.seed)
     labels = [f"T{i + 1}" for i in range(len(result["tickets"]))]
     lines = [f"{label}: {path}" for label, path in zip(labels, result["tickets"])] + [f"dense: {result['dense']}"]

@@ -166,8 +166,8 @@ def headline(result: dict, key: str):
 
 
 def _worker_init(threads: int) -> None:
-    from ticketlab.jobs import _worker_setup
-    _worker_setup(threads)
+    from ticketlab.runtime import worker_setup
+    worker_setup(threads)
 
 
 def run_local(pending: dict[int, list[str]], workers: int, on_done) -> None:

@@ -15,6 +15,7 @@ from ticketlab.config import DataConfig
 from ticketlab.deploy.export import load_exported
 from ticketlab.deploy.sparse import sparsify
 from ticketlab.errors import TicketlabError
+from ticketlab.runtime import load_data_config
 
 MAX_BATCH = 65_536  # examples per inference batch: a larger batch only costs memory
 
@@ -32,7 +33,6 @@ def data_config_for(loaded, dataset: str | None, data_root: str | None, test_sub
 def run_inference(path: str, dataset: str | None = None, data_root: str | None = None, test_subset: int | None = None,
                   batch_size: int = 256, path_mode: str = "auto", torchscript: bool = False) -> dict:
     """`torchscript=True` allows a TorchScript file, whose loading runs code from it (trusted files only)."""
-    from ticketlab.jobs import load_data_config
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
         raise TicketlabError(f"--batch-size must be a whole number from 1 to {MAX_BATCH:,}, got {batch_size!r}")
     loaded = load_exported(path, torchscript=torchscript)

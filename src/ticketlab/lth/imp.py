@@ -25,11 +25,11 @@ from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.pruning import magnitude_prune
+from ticketlab.runtime import TICKET
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import REWIND, REWIND_OPTIMIZER, Schedule, load_final_weights, train
 
-TICKET = "ticket.safetensors"
 INIT = "init.safetensors"
 
 

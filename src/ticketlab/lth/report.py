@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ticketlab.lth.aggregate import aggregate_levels, level_records, seed_dirs
 from ticketlab.checks import read_json_file
+from ticketlab.deploy.flops import ticket_counts
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_bytes, write_text
+from ticketlab.lth.aggregate import aggregate_levels, level_records, seed_dirs
 
 
 @dataclass
@@ -52,7 +53,6 @@ def load_run(path: str | Path, seeds: list[int] | None = None) -> RunResults:
         raise TicketlabError(f"{path} has no finished level yet; run or resume it first")
     results = RunResults(f"{run_dir.name} ({_method(config)})", run_dir, config, per_seed)
     results.levels = aggregate_levels(per_seed)
-    from ticketlab.deploy.flops import ticket_counts
     for level in results.levels:  # FLOPs of the first seed's ticket (seeds differ only in how layers share the density)
         level["flops"] = ticket_counts(level["tickets"][0])["flops"] if level.get("tickets") else None
     return results

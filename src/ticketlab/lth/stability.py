@@ -20,10 +20,11 @@ import torch
 from ticketlab.config import DataConfig, TrainConfig, derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.models import model_from_architecture
-from ticketlab.steps import to_iterations
 from ticketlab.lth.report import pyplot, save_figure
+from ticketlab.models import model_from_architecture
 from ticketlab.runs import open_dir
+from ticketlab.runtime import load_data_config
+from ticketlab.steps import to_iterations
 from ticketlab.ticket import load_ticket, read_metadata
 from ticketlab.trainer import Schedule, evaluate, load_final_weights, train
 
@@ -40,7 +41,6 @@ def error_barrier(errors: list[float]) -> float:
 
 def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed: int, points: int,
                   data_root: str | None, quiet: bool, same_data_order: bool = False) -> dict:
-    from ticketlab.jobs import load_data_config
     ticket = load_ticket(ticket_path)
     info = ticket.info
     if "train_config" not in info or "data_config" not in info:

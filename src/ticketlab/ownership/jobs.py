@@ -22,22 +22,24 @@ import torch
 
 from ticketlab import checks
 from ticketlab.config import DataConfig, TrainConfig, derive_seed, validate_train
+from ticketlab.deploy.export import load_exported, ticket_model
 from ticketlab.errors import TicketlabError
 from ticketlab.files import remove_stale_temporaries
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership import attacks
 from ticketlab.ownership.chain import layer_chain, layer_index
+from ticketlab.ownership.triggers import DEFAULT_TRIGGERS, PER_BATCH, TriggerMixer, make_triggers
+from ticketlab.ownership.verify import blackbox, suspect_state, whitebox
+from ticketlab.runs import open_dir
+from ticketlab.runtime import load_data_config
+from ticketlab.ticket import Ticket, load_ticket, read_metadata, timings_path
+from ticketlab.trainer import evaluate, train
 from ticketlab.ownership.claim import (DEFAULT_SIGNIFICANCE, FORMAT, MAX_TRIGGERS, VERSION, pack_reference, read_claim,
                                        write_claim)
 from ticketlab.ownership.keys import (commitment, generate_key, key_fingerprint, keyed_seed, read_key, signature_bits,
                                       ticket_id, write_key)
 from ticketlab.ownership.signature import (GROUP, RELATIVE_THRESHOLD, UNIT_TEXT, default_carriers, embed, place_bits,
                                            unit_alive, unit_entries)
-from ticketlab.ownership.triggers import DEFAULT_TRIGGERS, PER_BATCH, TriggerMixer, make_triggers
-from ticketlab.ownership.verify import blackbox, suspect_state, whitebox
-from ticketlab.runs import open_dir
-from ticketlab.ticket import Ticket, load_ticket, read_metadata, timings_path
-from ticketlab.trainer import evaluate, train
 
 
 def keygen_job(out: str | Path) -> dict:
@@ -57,7 +59,6 @@ def recipe(ticket: Ticket, overrides: dict) -> TrainConfig:
 
 
 def load_ticket_data(ticket: Ticket, data_root: str | None):
-    from ticketlab.jobs import load_data_config
     if "data_config" not in ticket.info:
         raise TicketlabError("the ticket records no dataset; it cannot be trained or evaluated here")
     cfg = DataConfig(**ticket.info["data_config"])
@@ -258,7 +259,6 @@ def check_counts(triggers: int, per_batch: int, significance: float) -> None:
 def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path, black_box: bool = False,
                torchscript: bool = False) -> dict:
     """`torchscript=True` (black-box only) allows a TorchScript suspect, whose loading runs code from it."""
-    from ticketlab.deploy.export import load_exported
     key = read_key(key_path)
     claim = read_claim(claim_path)
     if black_box:
@@ -278,7 +278,6 @@ def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path
 # ---- attack ----------------------------------------------------------------------------------
 
 def test_accuracy(ticket: Ticket, data) -> float:
-    from ticketlab.deploy.export import ticket_model
     return evaluate(ticket_model(ticket), data.test_x, data.test_y)[1]
 
 

@@ -20,19 +20,22 @@ import time
 
 import torch
 
-from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import derive_seed
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json
+from ticketlab.files import read_json, read_safetensors, write_json, write_safetensors
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.models.supernet import mixed_blocks, path_widths
+from ticketlab.pai.find import find_mask
 from ticketlab.runs import open_run, run_dir_for
+from ticketlab.runtime import TICKET, load_data, load_data_config, run_seeds
+from ticketlab.steps import to_iterations
 from ticketlab.supertickets.config import SuperConfig, TransferSource
 from ticketlab.supertickets.progressive import SparseState, ticket_names
 from ticketlab.supertickets.search import SearchOutcome, accuracy, recalibrate_batchnorm, two_in_one
-from ticketlab.ticket import Ticket, load_ticket
+from ticketlab.ticket import Ticket, load_ticket, read_metadata
 from ticketlab.trainer import train
 
 RESULT = "result.json"
@@ -64,7 +67,6 @@ def costs(model, mask: Mask, input_shape) -> dict:
 
 def baseline_prune(model, data, state: SparseState, scfg: SuperConfig, seed: int) -> dict:
     """One-shot pruning of the searched network to κ with a PaI method, over the ticket's weights."""
-    from ticketlab.pai.find import find_mask
     full_names = model.prunable_names
     model.prunable_names = ticket_names(model)  # the classifier stays whole, as in two-in-one training
     try:
@@ -91,7 +93,6 @@ def search_configs(configs: dict) -> dict:
 def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data):
     """Search-only training of the supernet (no pruning), run once per seed and shared by every baseline:
     the baselines differ only in how they prune its result. Returns (model, outcome)."""
-    from ticketlab.files import read_safetensors, write_safetensors
     scfg = configs["supertickets"]
     seed_dir = run_dir_for(runs_dir, "supernet-search", search_configs(configs)) / f"seed-{seed}"
     done = seed_dir / "search.json"
@@ -116,7 +117,6 @@ def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data)
 
 
 def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
-    from ticketlab.jobs import load_data
     seed_dir = run_dir_for(runs_dir, "supertickets", configs) / f"seed-{seed}"
     if (seed_dir / RESULT).exists():
         return read_json(seed_dir / RESULT)
@@ -166,7 +166,7 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
             "ticket_density": result["density"]}
     seed_dir.mkdir(parents=True, exist_ok=True)
     write_json(seed_dir / "events.json", outcome.events)
-    ticket_path = seed_dir / "ticket.safetensors"
+    ticket_path = seed_dir / TICKET
     Ticket(model.architecture, mask, init_state, model.state_dict(), info).save(ticket_path)
     result["ticket"] = str(ticket_path)
     write_json(seed_dir / RESULT, result)
@@ -175,7 +175,6 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
 
 def train_length(spec: str) -> int:
     """Iterations of a length spec where epochs count as positive (only zero matters here)."""
-    from ticketlab.steps import to_iterations
     return to_iterations(spec, 1, "retrain")
 
 
@@ -194,7 +193,6 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def run_supertickets(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int) -> dict:
-    from ticketlab.jobs import load_data, run_seeds
     data = load_data(configs)
     model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     if configs["supertickets"].search and not mixed_blocks(model):
@@ -240,7 +238,6 @@ def transferred_mask(ticket: Ticket, model) -> Mask:
 
 def transfer_seed(seed: int, ticket_path: str, configs: dict, runs_dir: str, quiet: bool) -> dict:
     """Keep the ticket's architecture and mask, replace the head, fine-tune on another task with the mask fixed."""
-    from ticketlab.jobs import load_data_config
     seed_dir = run_dir_for(runs_dir, "transfer", configs) / f"seed-{seed}"
     if (seed_dir / RESULT).exists():
         return read_json(seed_dir / RESULT)
@@ -256,7 +253,7 @@ def transfer_seed(seed: int, ticket_path: str, configs: dict, runs_dir: str, qui
             "method": f"transfer:{ticket.info.get('method', 'ticket')}", "transfer_source": str(ticket_path),
             "source_dataset": ticket.info.get("dataset"), "train_config": vars(configs["train"]).copy(),
             "rewind_step": 0, "metrics": summary}
-    ticket_out = seed_dir / "ticket.safetensors"
+    ticket_out = seed_dir / TICKET
     Ticket(model.architecture, mask, start, model.state_dict(), info).save(ticket_out)
     result = {"seed": seed, "ticket": str(ticket_out), "source_ticket": str(ticket_path),
               "source_dataset": ticket.info.get("dataset"), "dataset": configs["data"].dataset,
@@ -268,8 +265,6 @@ def transfer_seed(seed: int, ticket_path: str, configs: dict, runs_dir: str, qui
 
 
 def run_transfer(ticket_path: str, configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int) -> dict:
-    from ticketlab.jobs import load_data_config, run_seeds
-    from ticketlab.ticket import read_metadata
     ticket = load_ticket(ticket_path)
     transferred_model(ticket, load_data_config(configs["data"]), 0)  # a mismatch fails before any directory exists
     configs = {**configs, "source": TransferSource(ticket_checksum=read_metadata(ticket_path)["checksum"])}

@@ -18,16 +18,20 @@ import math
 from pathlib import Path
 
 
-from ticketlab.lth.aggregate import mean_std
 from ticketlab.config import PruneConfig, density_schedule, derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_json
+from ticketlab.lth.aggregate import mean_std
+from ticketlab.lth.controls import train_control
+from ticketlab.lth.imp import ImpSetup
+from ticketlab.lth.jobs import imp_seed
 from ticketlab.models import model_from_config
 from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
-from ticketlab.pai_jobs import TICKET, check_method, prune_seed, rewind_weights, train_ticket_file
+from ticketlab.pai.jobs import TICKET, check_method, prune_seed, rewind_weights, train_ticket_file
 from ticketlab.pruning import keep_top_k
 from ticketlab.runs import open_run, run_dir_for
+from ticketlab.runtime import load_data, run_seeds
 from ticketlab.ticket import load_ticket
 from ticketlab.trainer import REWIND, load_final_weights
 
@@ -49,7 +53,6 @@ def _fresh_weights(configs, data, seed) -> dict:
 
 
 def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
-    from ticketlab.jobs import load_data
     data = load_data(configs)
     path = prune_seed(seed, configs, data, runs_dir, quiet)
     seed_dir = path.parent
@@ -69,9 +72,6 @@ def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
 
 
 def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
-    from ticketlab.lth.controls import train_control
-    from ticketlab.lth.imp import ImpSetup
-    from ticketlab.jobs import imp_seed, load_data
     imp_configs = {k: configs[k] for k in ("data", "model", "train", "prune")}
     result = imp_seed(seed, "imp", imp_configs, runs_dir, quiet, ())
     # The level whose density is the checked one (the schedule contains it).
@@ -116,7 +116,6 @@ def imp_schedule(density: float, schedule: str | None) -> str:
 def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
                schedule: str | None = None) -> dict:
     """`schedule`: the density schedule of the IMP run checked by --method imp/ltr (see imp_schedule)."""
-    from ticketlab.jobs import load_data, run_seeds
     method = configs["pai"].method
     load_data(configs)
     if method in IMP_METHODS:

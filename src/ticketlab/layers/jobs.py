@@ -15,16 +15,19 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.lth.aggregate import mean_std
-from ticketlab.config import derive_seed
+from ticketlab.config import DataConfig, FilterConfig, derive_seed
+from ticketlab.deploy.export import ticket_model
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
-from ticketlab.layer_tickets import block_scores, check_resnet, choose_removed, remove_blocks, removable_blocks
+from ticketlab.layers.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
+from ticketlab.layers.layer_tickets import block_scores, check_resnet, choose_removed, removable_blocks, remove_blocks
+from ticketlab.layers.robustness import robustness_table
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.runs import open_run, run_dir_for
+from ticketlab.runtime import TICKET, load_data, load_data_config, run_seeds, run_train
 from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
 
@@ -34,7 +37,6 @@ DENSE_SECTIONS = ("data", "model", "train")
 
 def dense_for(configs: dict, seed: int, runs_dir: str, quiet: bool) -> dict:
     """The dense network's run with the same data, model, recipe and seed (trained if missing)."""
-    from ticketlab.jobs import run_train
     return run_train({k: configs[k] for k in DENSE_SECTIONS}, seed, runs_dir, quiet, log=lambda _: None)
 
 
@@ -50,7 +52,6 @@ def costs(model, summary: dict, input_shape) -> dict:
 
 def structured_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, build) -> dict:
     """Shared by layer and filter tickets: build(θ₀ model, data, dense result) -> (small model, info)."""
-    from ticketlab.jobs import load_data
     seed_dir = run_dir_for(runs_dir, kind, configs) / f"seed-{seed}"
     if (seed_dir / RESULT).exists():
         return read_json(seed_dir / RESULT)
@@ -72,7 +73,7 @@ def structured_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: b
                    "init_seed": derive_seed(seed, "init"), "data_seed": derive_seed(seed, "data"), "rewind_step": 0,
                    "train_config": vars(configs["train"]).copy(), "dense_ticket": dense_result["ticket"],
                    "original_architecture": model.architecture, "metrics": summary, "costs": compare, **info}
-    ticket_path = seed_dir / "ticket.safetensors"
+    ticket_path = seed_dir / TICKET
     Ticket(small.architecture, Mask.ones(small), start, small.state_dict(), ticket_info).save(ticket_path)
     result = {"seed": seed, "ticket": str(ticket_path), "dense_ticket": dense_result["ticket"],
               "test_accuracy": summary["test_accuracy"], "dense_test_accuracy": dense_summary["test_accuracy"],
@@ -132,7 +133,6 @@ def summarize(per_seed: dict[int, dict], seeds: list[int], power_watts: float) -
 def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
                    power_watts: float) -> dict:
     """Layer tickets (configs["layers"]) or filter tickets (configs["filters"]) over seeds, with their costs."""
-    from ticketlab.jobs import load_data, run_seeds
     if power_watts <= 0:
         raise TicketlabError(f"--power-watts must be positive, got {power_watts}")
     data = load_data(configs)
@@ -153,7 +153,6 @@ def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, qu
 
 def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
     """The filter-ticket run matching a layer ticket's number of remaining filters."""
-    from ticketlab.config import FilterConfig
     ticket = load_ticket(layer_ticket)
     if "removed_blocks" not in ticket.info:
         raise TicketlabError(f"{layer_ticket} is not a layer ticket (no removed blocks recorded); give one written by "
@@ -165,10 +164,6 @@ def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
 def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: str | None, seed: int) -> dict:
     """Every ticket and one dense network on the same clean, corrupted and shifted test sets (the dense
     network is evaluated once however many tickets are compared with it)."""
-    from ticketlab.config import DataConfig
-    from ticketlab.deploy.export import ticket_model
-    from ticketlab.jobs import load_data_config
-    from ticketlab.robustness import robustness_table
     tickets = [load_ticket(path) for path in ticket_paths]
     if dense_path is None:
         recorded = {ticket.info.get("dense_ticket") for ticket in tickets}

@@ -15,21 +15,22 @@ import time
 from pathlib import Path
 
 from ticketlab import checks
-from ticketlab.config import derive_seed
+from ticketlab.config import TrainConfig, derive_seed
+from ticketlab.cts import search_mask
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json, write_json
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
-from ticketlab.cts import search_mask
 from ticketlab.pai import PaiResult, find_mask, method_names
 from ticketlab.pai.find import build_request
-from ticketlab.files import read_json, write_json
 from ticketlab.runs import open_dir, open_run, run_dir_for
+from ticketlab.runtime import TICKET, load_data, run_seeds
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket, load_ticket, read_metadata
 from ticketlab.trainer import Schedule, train
 
-TICKET = "ticket.safetensors"
 
 
 def rewind_weights(configs: dict, data: Dataset, seed: int, seed_dir: Path, quiet: bool) -> tuple[dict, int, dict]:
@@ -117,7 +118,6 @@ def train_ticket_file(ticket_path: Path, out_dir: Path, data: Dataset, quiet: bo
                       mask: Mask | None = None, weights: dict | None = None, label: str = "ticket") -> dict:
     """Train a ticket with its recorded recipe (or `train_cfg`) from its rewind step; optionally with
     another mask or other starting weights (the sanity ablations). Writes out_dir/ticket.safetensors."""
-    from ticketlab.config import TrainConfig
     ticket = load_ticket(ticket_path)
     cfg = train_cfg or TrainConfig(**ticket.info["train_config"])
     mask = mask or ticket.mask
@@ -176,7 +176,6 @@ def check_method(method: str) -> None:
 
 def prune_and_train(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
     """One seed of a PaI run: the ticket and its training (for `pai` sweeps)."""
-    from ticketlab.jobs import load_data
     data = load_data(configs)
     path = prune_seed(seed, configs, data, runs_dir, quiet)
     summary = train_ticket_file(path, path.parent / "train", data, quiet, label=f"{configs['pai'].method} seed {seed}")
@@ -203,8 +202,6 @@ def pai_configs(base: dict, method: str, density: float) -> dict:
 
 def run_pai_sweep(base: dict, methods: list[str], densities: list[float], seeds: list[int], runs_dir: str,
                   quiet: bool, workers: int, log) -> dict:
-    from ticketlab.lth.aggregate import mean_std
-    from ticketlab.jobs import load_data, run_seeds
     for method in methods:
         check_method(method)
     load_data(base)  # inputs checked before anything is written

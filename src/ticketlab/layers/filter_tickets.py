@@ -15,7 +15,7 @@ from torch import nn
 
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
-from ticketlab.layer_tickets import check_resnet, weight_importance
+from ticketlab.layers.layer_tickets import check_resnet, weight_importance
 from ticketlab.models import model_from_architecture
 from ticketlab.models.resize import module_shape
 
