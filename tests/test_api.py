@@ -120,6 +120,12 @@ def test_torch_data_is_held_in_memory_with_the_usual_split_and_refused_where_it_
         tl.Dataset.from_torch(Noisy(), pair[1])
     with pytest.raises(tl.TicketlabError, match="IterableDataset"):
         tl.Dataset.from_torch(torch.utils.data.DataLoader(Stream()), pair[1])
+    picky = [torch.utils.data.DataLoader(pair[0], sampler=torch.utils.data.SubsetRandomSampler(range(10))),
+             torch.utils.data.DataLoader(pair[0], sampler=torch.utils.data.RandomSampler(pair[0], replacement=True)),
+             torch.utils.data.DataLoader(pair[0], batch_sampler=[[0, 1], [2, 3]])]
+    for loader in picky:  # a loader whose sampler defines other data is refused, never silently ignored
+        with pytest.raises(tl.TicketlabError, match="DataLoader"):
+            tl.Dataset.from_torch(loader, pair[1])
     from ticketlab.data import external
     monkeypatch.setattr(external, "MAX_BYTES", 1000)
     with pytest.raises(tl.TicketlabError, match="GiB"):

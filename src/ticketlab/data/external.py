@@ -3,8 +3,10 @@
 Items are read once, in index order, and stacked; from then on training draws ticketlab's own seeded
 batch order, so runs are as deterministic and exactly resumable as on the registry's datasets. The
 inputs must fit in memory: at most `MAX_BYTES` of float32 (one clear error beyond it, before any
-item is read past the first). A DataLoader is accepted for its dataset (its sampler and workers are
-not used); one over an IterableDataset is refused, since its order is its own. A dataset whose items
+item is read past the first). A DataLoader is accepted for its dataset when its sampler reads every item
+once (sequential or shuffled: ticketlab draws its own order instead); one whose sampler picks a subset,
+weights items or draws with replacement is refused, as is one over an IterableDataset, whose order is
+its own. A dataset whose items
 change from one read to the next (random transforms) is refused: give a deterministic one and use
 the trainer's augmentation instead.
 """
@@ -73,8 +75,9 @@ def from_torch(train_set, test_set, *, val_size: int | None = None, seed: int = 
 
 
 def _map_style(dataset, split: str):
-    if isinstance(dataset, torch.utils.data.DataLoader):
-        dataset = dataset.dataset  # its sampler, batching and workers play no part: ticketlab draws its own order
+    loader = dataset if isinstance(dataset, torch.utils.data.DataLoader) else None
+    if loader is not None:
+        dataset = loader.dataset  # its batching, shuffling and workers play no part: ticketlab draws its own order
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise TicketlabError(f"the {split} set is an IterableDataset, whose order is its own; ticketlab needs a "
                              "map-style dataset (__len__ and __getitem__) to draw a seeded, resumable order")
@@ -83,7 +86,27 @@ def _map_style(dataset, split: str):
                              "(__len__ and __getitem__) or tensors (Dataset.from_tensors)")
     if len(dataset) == 0:
         raise TicketlabError(f"the {split} set is empty")
+    if loader is not None:
+        _check_loader(loader, split)
     return dataset
+
+
+def _check_loader(loader, split: str) -> None:
+    """A loader is taken for its dataset only when its sampler reads every item once (sequential or shuffled):
+    a sampler that picks a subset, weights items or draws with replacement defines other data, and
+    ignoring it would silently train on something else."""
+    sampler = getattr(loader.batch_sampler, "sampler", None) if loader.batch_sampler is not None else loader.sampler
+    if type(loader.batch_sampler) not in (torch.utils.data.BatchSampler, type(None)):
+        raise TicketlabError(f"the {split} DataLoader has its own batch sampler ({type(loader.batch_sampler).__name__}), "
+                             "which decides what is trained on; pass its dataset (a torch.utils.data.Subset for a "
+                             "subset) instead")
+    every_item_once = isinstance(sampler, torch.utils.data.SequentialSampler) or (
+        isinstance(sampler, torch.utils.data.RandomSampler) and not sampler.replacement
+        and sampler.num_samples == len(sampler.data_source))
+    if not every_item_once:
+        raise TicketlabError(f"the {split} DataLoader samples with a {type(sampler).__name__}, which does not read "
+                             "every item once; ticketlab would ignore it and train on the whole dataset, so pass the "
+                             "data it should use (e.g. a torch.utils.data.Subset) instead")
 
 
 def _item(dataset, index: int) -> tuple[np.ndarray, int]:
