@@ -66,30 +66,35 @@ def read_grid(path: str | Path) -> dict:
                              f"{str(exc).splitlines()[0]}") from None
     except Exception as exc:  # noqa: BLE001 - PyYAML's errors share no public base we can import lazily
         raise TicketlabError(f"grid file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return check_grid(grid, f"grid file {path}")
+
+
+def check_grid(grid, where: str = "the grid") -> dict:
+    """A grid (as read from a file, or a dict given to the Python API) checked: command, fixed, grid."""
     if not isinstance(grid, dict) or not isinstance(grid.get("command"), str):
-        raise TicketlabError(f"grid file {path} must set command = \"<ticketlab command>\" (e.g. \"pai\")")
+        raise TicketlabError(f"{where} must set command = \"<ticketlab command>\" (e.g. \"pai\")")
     unknown = sorted(set(grid) - {"command", "fixed", "grid"})
     if unknown:
-        raise TicketlabError(f"grid file {path} has unknown sections {unknown}; use command, [fixed] and [grid]")
+        raise TicketlabError(f"{where} has unknown sections {unknown}; use command, [fixed] and [grid]")
     fixed, axes = grid.get("fixed", {}), grid.get("grid", {})
     if not isinstance(fixed, dict) or not isinstance(axes, dict):
-        raise TicketlabError(f"grid file {path}: [fixed] and [grid] must be tables of options")
+        raise TicketlabError(f"{where}: [fixed] and [grid] must be tables of options")
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
-            raise TicketlabError(f"grid file {path}: grid.{key} must be a non-empty list of values")
+            raise TicketlabError(f"{where}: grid.{key} must be a non-empty list of values")
     for section, options in (("fixed", fixed), ("grid", axes)):
         for key, value in options.items():
             for item in (value if section == "grid" else [value]):
                 if not _option_value(item):
-                    raise TicketlabError(f"grid file {path}: {section}.{key} holds {item!r}; option values are "
+                    raise TicketlabError(f"{where}: {section}.{key} holds {item!r}; option values are "
                                          "numbers, text, true/false or lists of those")
     size = grid_size(axes)
     if size > MAX_RUNS:
-        raise TicketlabError(f"grid file {path} makes {size:,} runs, more than the limit of {MAX_RUNS:,}; "
+        raise TicketlabError(f"{where} makes {size:,} runs, more than the limit of {MAX_RUNS:,}; "
                              "split it into smaller grids")
     both = sorted(set(fixed) & set(axes))
     if both:
-        raise TicketlabError(f"grid file {path}: {both} appear in both [fixed] and [grid]; keep each option in one")
+        raise TicketlabError(f"{where}: {both} appear in both [fixed] and [grid]; keep each option in one")
     return {"command": grid["command"], "fixed": fixed, "grid": axes}
 
 
@@ -207,10 +212,11 @@ def _ray_task(args: list[str]) -> dict:
     return run_one(args)
 
 
-def run_sweep(grid_path: str, engine: str, runs_dir: str, workers: int | None, address: str | None, log) -> dict:
+def run_sweep(grid_path, engine: str, runs_dir: str, workers: int | None, address: str | None, log) -> dict:
+    """`grid_path`: a grid file, or the grid itself as a dict ({"command": ..., "fixed": {...}, "grid": {...}})."""
     if engine not in ENGINES:
         raise TicketlabError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    grid = read_grid(grid_path)
+    grid = check_grid(grid_path) if isinstance(grid_path, dict) else read_grid(grid_path)
     runs = expand(grid)
     identity = json.dumps(grid, sort_keys=True, default=str)
     sweep_dir = Path(runs_dir) / f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
