@@ -7,6 +7,7 @@ as they are (ONNX on onnxruntime). The data default to the ticket's own dataset 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
@@ -31,12 +32,16 @@ def data_config_for(loaded, dataset: str | None, data_root: str | None, test_sub
 
 @torch.no_grad()
 def run_inference(path: str, dataset: str | None = None, data_root: str | None = None, test_subset: int | None = None,
-                  batch_size: int = 256, path_mode: str = "auto", torchscript: bool = False) -> dict:
-    """`torchscript=True` allows a TorchScript file, whose loading runs code from it (trusted files only)."""
+                  batch_size: int = 256, path_mode: str = "auto", torchscript: bool = False, data=None) -> dict:
+    """`torchscript=True` allows a TorchScript file, whose loading runs code from it (trusted files only).
+    `data`: a Dataset already in memory to evaluate on (instead of `dataset` or the one the file records)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
         raise TicketlabError(f"--batch-size must be a whole number from 1 to {MAX_BATCH:,}, got {batch_size!r}")
     loaded = load_exported(path, torchscript=torchscript)
-    data = load_data_config(data_config_for(loaded, dataset, data_root, test_subset))
+    if data is None:
+        data = load_data_config(data_config_for(loaded, dataset, data_root, test_subset))
+    elif test_subset:
+        data = dataclasses.replace(data, test_x=data.test_x[:test_subset], test_y=data.test_y[:test_subset])
     if loaded.input_shape and tuple(loaded.input_shape) != tuple(data.input_shape) and loaded.kind != "onnx":
         raise TicketlabError(f"{path} takes inputs of shape {tuple(loaded.input_shape)} but {data.name} has "
                              f"{tuple(data.input_shape)}; give the dataset it was trained on")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab import checks
 from ticketlab.deploy.export import FORMATS, export_ticket, ticket_model, shrunk_model
 from ticketlab.deploy.flops import count
 from ticketlab.deploy.sparse import median_seconds, sparsify
@@ -25,6 +26,19 @@ from ticketlab.models import model_from_architecture
 from ticketlab.ticket import load_ticket
 
 BATCH_SIZES = (1, 64, 256)
+MAX_REPEATS = 100_000  # timed calls per measurement
+MAX_BATCH = 65_536  # examples per timed batch (one batch is allocated in memory)
+
+
+def check_profile_request(batch_sizes, repeats: int) -> tuple[int, ...]:
+    """Distinct batch sizes from 1 to MAX_BATCH and 1 to MAX_REPEATS timed calls, checked before any work."""
+    sizes = tuple(batch_sizes) if isinstance(batch_sizes, (list, tuple)) else (batch_sizes,)
+    if not sizes or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BATCH for b in sizes) \
+            or len(set(sizes)) != len(sizes):
+        raise TicketlabError(f"batch sizes must be distinct whole numbers from 1 to {MAX_BATCH:,}, such as "
+                             f"(1, 64, 256); got {batch_sizes!r}")
+    checks.integer("repeats", repeats, 1, MAX_REPEATS)
+    return sizes
 
 
 def file_sizes(ticket_path: Path) -> dict[str, int | str]:

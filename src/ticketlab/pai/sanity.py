@@ -23,15 +23,15 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_json
 from ticketlab.lth.aggregate import mean_std
 from ticketlab.lth.controls import train_control
-from ticketlab.lth.imp import ImpSetup
+from ticketlab.lth.imp import ImpSetup, imp_levels_keep_weights
 from ticketlab.lth.jobs import imp_seed
 from ticketlab.models import model_from_config
 from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
-from ticketlab.pai.jobs import TICKET, check_method, prune_seed, rewind_weights, train_ticket_file
+from ticketlab.pai.jobs import TICKET, check_method, check_pai_request, prune_seed, rewind_weights, train_ticket_file
 from ticketlab.pruning import keep_top_k
 from ticketlab.runs import open_run, run_dir_for
-from ticketlab.runtime import load_data, run_seeds
+from ticketlab.runtime import checked_data, load_data, run_seeds
 from ticketlab.ticket import load_ticket
 from ticketlab.trainer import REWIND, load_final_weights
 
@@ -163,3 +163,19 @@ def sanity_table(result: dict) -> str:
         acc = f"{row['test_accuracy']:.4f} ± {row['test_accuracy_std']:.4f}"
         lines.append(f"{row['variant']:18s} {acc:>17s} {row['delta']:+8.4f}  {row['verdict'] or ''}")
     return "\n".join(lines)
+
+
+def check_sanity_request(configs: dict, schedule: str | None = None, data=None) -> None:
+    """What `run_sanity` needs, checked before anything is written: a known method (imp and ltr with their
+    IMP schedule), the data against the recipe and rewind step, and a density the model can keep.
+    `data`: the Dataset, when it is already in memory."""
+    pai = configs["pai"]
+    if pai.method not in IMP_METHODS:
+        check_method(pai.method)
+        if schedule is not None:
+            raise TicketlabError("--imp-schedule applies to --method imp or ltr; drop it")
+    data, model = checked_data(configs, {"--rewind-step": pai.rewind_step}, data=data)
+    if pai.method in IMP_METHODS:
+        imp_levels_keep_weights(PruneConfig(schedule=imp_schedule(pai.density, schedule)), model, configs["model"].model)
+    else:
+        check_pai_request(configs, data, model, pai.method, pai.density)
