@@ -42,6 +42,11 @@ PRESETS: dict[str, Preset] = {
     "cts-resnet20": Preset(TrainConfig(**_CIFAR_SGD),
                            "Concrete Ticket Search, ResNet-20 on CIFAR-10: the standard 160-epoch SGD recipe; the "
                            "search's own settings are the cts options"),
+    "supertickets": Preset(TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-5, batch_size=128,
+                                       steps="10ep"),
+                           "SuperTickets (You et al. 2022) supernet training shortened for 2 CPU cores: SGD 0.05, "
+                           "momentum 0.9, weight decay 5e-5, batch 128, 10 epochs (the supertickets and transfer "
+                           "default)"),
     "demo": Preset(TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps="6000it", eval_every="100it"),
                    "ticketlab's main job: the LTH LeNet recipe shortened to 6,000 iterations for 2 CPU cores"),
 }

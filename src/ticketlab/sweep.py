@@ -176,6 +176,10 @@ def _worker_init(threads: int) -> None:
 
 
 def run_local(pending: dict[int, list[str]], workers: int, on_done) -> None:
+    if workers == 1:  # one after another in this process: no pool to start, no script for spawn to re-import
+        for index, args in pending.items():
+            on_done(index, run_one(args))
+        return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
