@@ -147,3 +147,141 @@ def test_data_held_in_memory_trains_and_resumes_like_registry_data(tmp_path):
     assert tl.train(first, data, recipe, runs_dir=tmp_path).summary == result.summary  # stored, not retrained
     other = tl.Dataset.from_tensors(x[:250], 1 - y[:250], x[250:], 1 - y[250:], val_size=50)
     assert tl.prune(model, other, method="snip", density=0.5, recipe=recipe, runs_dir=tmp_path).path != first.path
+
+
+SYNTHETIC = ["--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--optimizer", "adam",
+             "--lr", "1.2e-3", "--steps", "40it", "--batch-size", "32", "--eval-every", "20it"]
+IMAGES = ["--dataset", "synthetic-images", "--train-subset", "300", "--steps", "10it", "--batch-size", "32",
+          "--eval-every", "10it"]
+
+
+def test_every_call_names_and_stores_the_run_its_command_does(cli, tmp_path, one_thread):
+    """Each call's run is the one its command finds finished in the same runs folder: the same identity."""
+    runs = tmp_path / "runs"
+    data = tl.load_dataset("synthetic", train_subset=600)
+    recipe = tl.preset("lth-lenet", steps="40it", batch_size=32, eval_every="20it")
+
+    def same(args, api_result):
+        res = cli(*args, "--runs-dir", runs, "--json", "--quiet")
+        assert res.code == 0, res.err
+        return res.json()
+
+    run = tl.imp("mlp_32_16", data, recipe, levels=1, prune_fraction=0.5, runs_dir=runs)
+    stable = tl.stability(run.levels[1].ticket, rewind_step="20it", points=3, runs_dir=runs)
+    assert same(["stability", run.levels[1].ticket_paths[0], "--rewind-step", "20it", "--points", "3"],
+                stable)["run_dir"] == str(stable.run_dir) and stable.barrier == stable.result["barrier"]
+    control = tl.controls(run.run_dir, "shuffle-layerwise", levels=[1])
+    assert control.rows[0]["level"] == 1 and Path(control.rows[0]["ticket"]).exists()
+    again = cli("control", run.run_dir, "--kind", "shuffle-layerwise", "--levels", "1", "--json", "--quiet").json()
+    assert again["controls"] == control.rows  # found trained, not trained again
+
+    checked = tl.sanity("mlp_32_16", data, "synflow", 0.3, recipe, seeds=[0], runs_dir=runs)
+    cli_checked = same(["sanity", *SYNTHETIC, "--method", "synflow", "--density", "0.3", "--seeds", "0"], checked)
+    assert cli_checked["run_dir"] == str(checked.run_dir) and cli_checked["rows"] == checked.rows
+    assert set(checked.verdicts) == {"shuffle-layerwise", "reinit", "invert"}
+    cells = tl.pai_sweep("mlp_32_16", data, ["random", "synflow"], 0.3, recipe, runs_dir=runs)
+    assert cells.row("synflow", 0.3)["run_dir"] == str(checked.run_dir)  # the sanity check's ticket, reused
+    cli_cells = same(["pai", *SYNTHETIC, "--methods", "random,synflow", "--densities", "0.3"], cells)
+    assert [r["tickets"] for r in cli_cells["results"]] == [r["tickets"] for r in cells.rows]
+
+    images = tl.load_dataset("synthetic-images", train_subset=300)
+    short = tl.TrainConfig(steps="10it", batch_size=32, eval_every="10it")
+    layers = tl.layer_tickets("resnet14_w4", images, short, remove=1, min_per_stage=1, runs_dir=runs)
+    assert same(["layers", *IMAGES, "--model", "resnet14_w4", "--remove", "1", "--min-per-stage", "1"],
+                layers)["tickets"] == layers.tickets
+    filters = tl.filter_tickets(layers.tickets[0], runs_dir=runs)
+    assert same(["filters", "--match-ticket", layers.tickets[0]], filters)["tickets"] == filters.tickets
+    assert filters.result["ticket_conv_filters"] == layers.result["ticket_conv_filters"]
+    robust = tl.robustness([layers.ticket, filters.ticket])
+    assert cli("robustness", layers.tickets[0], filters.tickets[0], "--json").json()["rows"] == robust.rows
+
+    recipe_args = ["--steps", "2ep", "--batch-size", "50", "--eval-every", "1ep"]
+    super_recipe = tl.preset("supertickets", steps="2ep", batch_size=50, eval_every="1ep")
+    found = tl.supertickets("supernet_w4_c1_e1", images, super_recipe, density=0.3, prune_interval="1ep",
+                            runs_dir=runs)
+    assert same(["supertickets", *IMAGES[:4], "--model", "supernet_w4_c1_e1", *recipe_args, "--density", "0.3",
+                 "--prune-interval", "1ep"], found)["tickets"] == found.tickets
+    digits = tl.load_dataset("synthetic-images", train_subset=200, test_subset=100)
+    moved = tl.transfer(found.ticket, digits, super_recipe, runs_dir=runs)
+    assert same(["transfer", found.tickets[0], "--dataset", "synthetic-images", "--train-subset", "200",
+                 "--test-subset", "100", *recipe_args], moved)["tickets"] == moved.tickets
+
+    scored = tl.infer(run.levels[1].ticket, path="dense")
+    assert cli("infer", run.levels[1].ticket_paths[0], "--path", "dense", "--json").json()["test_accuracy"] == \
+        scored.test_accuracy == tl.infer(run.levels[1].ticket, data, path="csr").test_accuracy
+    cost = tl.profile(run.levels[1].ticket, batch_sizes=[2], repeats=1)
+    assert cost.counts["masked"]["nonzero_parameters"] < cost.counts["dense"]["nonzero_parameters"]
+    assert "b=2 ms" in cost.table()
+
+
+def test_a_sweep_given_as_a_dict_is_the_sweep_of_its_grid_file(cli, tmp_path, one_thread):
+    grid = {"command": "train", "fixed": {"dataset": "synthetic", "train_subset": 600, "model": "mlp_32_16",
+                                          "steps": "20it", "batch_size": 32, "eval_every": "20it"},
+            "grid": {"seed": [0, 1]}}
+    swept = tl.sweep(grid, workers=1, runs_dir=tmp_path)
+    assert swept.done == 2 and swept.failed == 0 and swept.report.exists()
+    toml = tmp_path / "grid.toml"
+    toml.write_text('command = "train"\n[fixed]\ndataset = "synthetic"\ntrain_subset = 600\nmodel = "mlp_32_16"\n'
+                    'steps = "20it"\nbatch_size = 32\neval_every = "20it"\n[grid]\nseed = [0, 1]\n')
+    res = cli("sweep", toml, "--workers", "1", "--runs-dir", tmp_path, "--json")
+    assert res.code == 0 and res.json()["sweep_dir"] == str(swept.sweep_dir)
+    assert callable(tl.sweep) and callable(tl.supertickets)  # not the modules of the same names, once imported
+    with pytest.raises(tl.TicketlabError, match="grid.seed must be a non-empty list"):
+        tl.sweep({"command": "train", "grid": {"seed": []}}, runs_dir=tmp_path)
+
+
+def test_the_new_calls_refuse_mistakes_with_one_line_before_anything_is_written(tmp_path):
+    data = tl.load_dataset("synthetic", train_subset=600)
+    images = tl.load_dataset("synthetic-images", train_subset=300)
+    recipe = tl.TrainConfig(steps="20it", batch_size=32, eval_every="20it")
+    out = tmp_path / "runs"
+    refused = [
+        (lambda: tl.sanity("mlp_32_16", data, "snipp", 0.1, recipe, runs_dir=out), "unknown pruning method"),
+        (lambda: tl.sanity("mlp_32_16", data, "snip", 0.1, recipe, imp_schedule="0.5,0.1", runs_dir=out),
+         "imp-schedule applies"),
+        (lambda: tl.sanity("mlp_32_16", data, "imp", 0.1, recipe, imp_schedule="0.5,0.2", runs_dir=out),
+         "does not contain"),
+        (lambda: tl.sanity("mlp_32_16", data, "snip", 0.1, recipe, seeds=[0, 0], runs_dir=out), "distinct"),
+        (lambda: tl.pai_sweep("mlp_32_16", data, ["snip"], [0.1, 0.1], recipe, runs_dir=out), "twice"),
+        (lambda: tl.pai_sweep("mlp_32_16", data, ["snip"], [1.5], recipe, runs_dir=out), "densities"),
+        (lambda: tl.pai_sweep("mlp_32_16", data, [], [0.1], recipe, runs_dir=out), "at least one method"),
+        (lambda: tl.prune("mlp_32_16", data, density=0.1, recipe=recipe, score_batchez=2, runs_dir=out),
+         "unknown option"),
+        (lambda: tl.layer_tickets("mlp_32_16", data, recipe, runs_dir=out), "ResNet"),
+        (lambda: tl.layer_tickets("resnet14_w4", images, recipe, remove=9, runs_dir=out), "impossible"),
+        (lambda: tl.layer_tickets("resnet14_w4", images, recipe, power_watts=0, runs_dir=out), "power_watts"),
+        (lambda: tl.supertickets("mlp_32_16", data, recipe, runs_dir=out), "no searchable blocks"),
+        (lambda: tl.supertickets("supernet_w4_c1_e1", images, recipe, density=2, runs_dir=out), "density"),
+        (lambda: tl.transfer(tmp_path / "none.safetensors", images, recipe, runs_dir=out), "does not exist"),
+        (lambda: tl.stability(tmp_path / "none.safetensors", points=2, runs_dir=out), "points"),
+        (lambda: tl.controls(tmp_path, "reinit"), "unknown control kind"),
+        (lambda: tl.controls(tmp_path, "random-reinit"), "not a ticketlab run"),
+        (lambda: tl.profile(tmp_path / "none.safetensors", batch_sizes=[0]), "batch sizes"),
+        (lambda: tl.profile(tmp_path / "none.safetensors", repeats=0), "repeats"),
+        (lambda: tl.infer(tmp_path / "none.safetensors", path="fast"), "path"),
+        (lambda: tl.robustness([]), "at least one ticket"),
+        (lambda: tl.sweep({"command": "train", "fixed": {"seed": 0}, "grid": {"seed": [1]}}, runs_dir=out), "both"),
+        (lambda: tl.sanity("mlp_32_16", data, "snip", 0.1, tl.TrainConfig(device="cuda:7"), runs_dir=out), "cuda"),
+    ]
+    for call, message in refused:
+        with pytest.raises(tl.TicketlabError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_runs_on_data_held_in_memory_take_that_data_and_refuse_other_data(tmp_path, one_thread):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 10, generator=g)
+    y = (x[:, 0] > 0).long()
+    data = tl.Dataset.from_tensors(x[:250], y[:250], x[250:], y[250:], val_size=50)
+    recipe = tl.TrainConfig(steps="20it", batch_size=25, eval_every="10it")
+    run = tl.imp("mlp_16", data, recipe, levels=1, seeds=[0, 1], runs_dir=tmp_path)  # in this process
+    control = tl.controls(run, "random-reinit", levels="1", data=data)
+    assert [r["seed"] for r in control.rows] == [0, 1]
+    assert tl.stability(run.levels[1].ticket, data, points=3, runs_dir=tmp_path).barrier >= 0
+    other = tl.load_dataset("synthetic", train_subset=600)
+    with pytest.raises(tl.TicketlabError, match="was made on memory-"):
+        tl.stability(run.levels[1].ticket, other, runs_dir=tmp_path)
+    with pytest.raises(tl.TicketlabError, match="was made on memory-"):
+        tl.controls(run, "random-reinit", data=other)
