@@ -53,7 +53,7 @@ from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, run_
 from ticketlab.pai.sanity import check_sanity_request, run_sanity, sanity_table
 from ticketlab.recipes import preset, presets
 from ticketlab.runs import open_run
-from ticketlab.runtime import checked_data, default_workers, load_data_config
+from ticketlab.runtime import checked_data, default_workers, finished, load_data_config, run_train
 from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.frontier import write_frontier
 from ticketlab.supertickets.jobs import run_supertickets, run_transfer
@@ -201,9 +201,21 @@ class TrainResult:
     run_dir: Path
 
 
-def train(ticket: Ticket | str | Path, data: Dataset, recipe: TrainConfig | None = None, *,
+def train(ticket, data: Dataset, recipe: TrainConfig | None = None, *, seed: int = 0,
           runs_dir: str | Path = "runs", quiet: bool = True) -> TrainResult:
-    """Train a ticket from its rewind step with `recipe` (default: the recipe it records)."""
+    """Train a ticket from its rewind step with `recipe` (default: the recipe it records), as
+    `ticketlab train-ticket` does; or, given a model instead (a name, an nn.Module from tl.create_model, or
+    a class or function of your own), train the dense network of `seed` with `recipe` (default
+    TrainConfig()) as `ticketlab train` does: its result's ticket is the density-1 ticket (θ₀ and trained
+    weights). A string is a ticket file when it ends in .safetensors or names an existing file."""
+    if not _is_ticket(ticket):
+        configs = {"data": _data_config(data), "model": _model_config(ticket), "train": _recipe(recipe)}
+        checks.seed("seed", seed)
+        if not finished(str(runs_dir), "train", configs, [seed]):
+            checked_data(configs, data=data)
+        result = run_train(configs, seed, str(runs_dir), quiet, _quiet_log if quiet else _log)
+        return TrainResult(load_ticket(result["ticket"]), result["summary"]["test_accuracy"], result["summary"],
+                           Path(result["run_dir"]))
     path = _ticket_file(ticket, runs_dir)
     stored = load_ticket(path)
     if recipe is None:
@@ -667,6 +679,13 @@ def _ticket_data_root(path: Path, data: Dataset | None) -> str | None:
     if not isinstance(info.get("data_config"), dict):
         raise TicketlabError(f"{path} records no dataset; give a ticket made by ticketlab's training calls")
     return _data_root(recorded_config(info, "data_config", DataConfig, path), data, path)
+
+
+def _is_ticket(value) -> bool:
+    """A Ticket or a ticket file, rather than a model (a name, an nn.Module, a class or function)."""
+    if isinstance(value, (Ticket, Path)):
+        return True
+    return isinstance(value, str) and (value.endswith(".safetensors") or Path(value).is_file())
 
 
 def _ticket_file(ticket, runs_dir) -> Path:
