@@ -12,11 +12,14 @@ shares, and lists to combine (their cartesian product, in file order):
     densities = [0.05, 0.012]
     seed = [0, 1, 2]
 
-Each run is that command with `--<option> <value>` for every key (true → a bare flag), run through
-the normal CLI, so it checks its inputs, stores its results in its own run directory and, when run
-again, returns the stored result at once. The sweep keeps `runs/sweep-<hash>/run-<i>.json` per
-finished run (so a rerun skips them without starting a worker) and `summary.json`, a table of every
-run's options and test accuracy. Engines: `local` (a spawned process pool, torch threads shared out
+Keys are the command's option names (`lr`, `cts_lr`, `methods`, ...; see `ticketlab COMMAND --help`)
+and values arrive typed. Each run builds that command's configs and options through the command
+registry (ticketlab.commands), the path the CLI takes, and calls its run function in a worker: it
+checks its inputs, stores its results in its own run directory and, when run again, returns the
+stored result at once. Every point's options are built (so checked) before any run starts. The sweep
+keeps `runs/sweep-<hash>/run-<i>.json` per finished run (its options, the equivalent command line and
+its result; a rerun skips it without starting a worker) and `summary.json`, a table of every run's
+options and test accuracy. Engines: `local` (a spawned process pool, torch threads shared out
 among the workers) or `ray` (`pip install 'ticketlab[ray]'`; a local instance, or an existing cluster
 with --address). Progress on stderr: runs done / running / failed.
 """
@@ -24,9 +27,7 @@ with --address). Progress on stderr: runs done / running / failed.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
-import io
 import itertools
 import json
 import multiprocessing
@@ -35,8 +36,18 @@ import sys
 import tomllib
 from pathlib import Path
 
+import torch
+
+from ticketlab import checks
+from ticketlab.commands.build import build, slots
+from ticketlab.commands.failures import describe
+from ticketlab.commands.registry import command as registered_command
+from ticketlab.commands.spec import Command, flag
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json
+from ticketlab.files import read_json, write_json, write_text
+from ticketlab.lth.aggregate import mean_std
+from ticketlab.lth.report import load_run, pyplot, save_figure, write_report
+from ticketlab.runtime import worker_setup
 
 ENGINES = ("local", "ray")
 MAX_RUNS = 10_000  # runs in one grid (each a full training): more is surely a mistake in the grid
@@ -120,44 +131,57 @@ def expand(grid: dict) -> list[dict]:
 
 
 def arguments(command: str, options: dict, runs_dir: str) -> list[str]:
+    """The command line equivalent to one run (recorded with its result, for people to rerun it)."""
     args = [command]
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
         if value is True:
-            args.append(flag)
+            args.append(flag(key))
         elif value is False:
             args.append("--no-" + key.replace("_", "-"))
         elif isinstance(value, list):
-            args += [flag, ",".join(map(str, value))]
+            args += [flag(key), ",".join(map(str, value))]
         else:
-            args += [flag, str(value)]
+            args += [flag(key), str(value)]
     return args + ["--runs-dir", runs_dir, "--json", "--quiet"]
 
 
-def run_one(args: list[str]) -> dict:
-    """One run through the CLI in this process; its JSON result, or the error it ended with."""
-    from ticketlab.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(args)
-        except SystemExit as exc:  # argparse: an unknown option in the grid
-            code = exc.code
-    if code != 0:
-        return {"ok": False, "error": (err.getvalue().strip().splitlines() or [f"exit code {code}"])[-1]}
-    return {"ok": True, "result": json.loads(out.getvalue())}
+def point(command: Command, options: dict, runs_dir: str) -> dict:
+    """One run's option values by name: the grid's (keys written with - or _), the sweep's runs directory,
+    and no progress bars."""
+    given = {key.replace("-", "_"): value for key, value in options.items()}
+    forced = {"runs_dir": runs_dir, "json": True, "quiet": True}
+    return {**given, **{name: value for name, value in forced.items() if name in slots(command)}}
 
 
-def check_arguments(args: list[str], parser=None) -> None:
-    """Parse one run's command line in the parent, so a typo in the grid stops the sweep before it starts."""
-    from ticketlab.cli import build_parser
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+def run_point(name: str, given: dict) -> dict:
+    """One run in this process: its result, or the one-line error it ended with."""
+    command = registered_command(name)
+    try:
+        configs, options = build(command, given)
+        result = command.execute(configs, options, _silent)
+    except Exception as exc:  # noqa: BLE001 - describe() says which failures are the run's own
+        message = describe(exc, given.get("runs_dir"))
+        if message is None:
+            raise
+        return {"ok": False, "error": message}
+    status = command.status(result)
+    if status != 0:
+        return {"ok": False, "error": f"exit code {status}"}
+    return {"ok": True, "result": checks.strict_json(result)}  # as --json would print it: NaN becomes null
+
+
+def _silent(message: str) -> None:
+    """A run's log lines: the sweep reports progress itself."""
+
+
+def check_points(command: Command, points: dict[int, dict]) -> None:
+    """Every run's configs and options built in the parent, so a typo anywhere in the grid stops the sweep
+    before it starts."""
+    for index, given in points.items():
         try:
-            (parser or build_parser()).parse_args(args)
-        except SystemExit:
-            raise TicketlabError("the grid's options do not fit the command: "
-                                 + (err.getvalue().strip().splitlines() or ["bad options"])[-1]) from None
+            build(command, given)
+        except TicketlabError as exc:
+            raise TicketlabError(f"the grid's options do not fit the command (run {index}): {exc}") from None
 
 
 def headline(result: dict, key: str):
@@ -170,26 +194,21 @@ def headline(result: dict, key: str):
     return None
 
 
-def _worker_init(threads: int) -> None:
-    from ticketlab.runtime import worker_setup
-    worker_setup(threads)
-
-
-def run_local(pending: dict[int, list[str]], workers: int, on_done) -> None:
+def run_local(name: str, pending: dict[int, dict], workers: int, on_done) -> None:
     if workers == 1:  # one after another in this process: no pool to start, no script for spawn to re-import
-        for index, args in pending.items():
-            on_done(index, run_one(args))
+        for index, given in pending.items():
+            on_done(index, run_point(name, given))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_setup,
                                                 initargs=(threads,)) as pool:
-        futures = {pool.submit(run_one, args): index for index, args in pending.items()}
+        futures = {pool.submit(run_point, name, given): index for index, given in pending.items()}
         for future in concurrent.futures.as_completed(futures):
             on_done(futures[future], future.result())
 
 
-def run_ray(pending: dict[int, list[str]], address: str | None, workers: int, on_done) -> None:
+def run_ray(name: str, pending: dict[int, dict], address: str | None, workers: int, on_done) -> None:
     try:
         import ray
     except ImportError:
@@ -200,7 +219,7 @@ def run_ray(pending: dict[int, list[str]], address: str | None, workers: int, on
         ray.init(logging_level="ERROR", log_to_driver=False, **options)
     try:
         remote = ray.remote(num_cpus=1)(_ray_task)
-        refs = {remote.remote(args): index for index, args in pending.items()}
+        refs = {remote.remote(name, given): index for index, given in pending.items()}
         waiting = list(refs)
         while waiting:
             done, waiting = ray.wait(waiting, num_returns=1)
@@ -210,10 +229,9 @@ def run_ray(pending: dict[int, list[str]], address: str | None, workers: int, on
             ray.shutdown()
 
 
-def _ray_task(args: list[str]) -> dict:
-    import torch
+def _ray_task(name: str, given: dict) -> dict:
     torch.set_num_threads(1)  # Ray gives each task one CPU
-    return run_one(args)
+    return run_point(name, given)
 
 
 def run_sweep(grid_path, engine: str, runs_dir: str, workers: int | None, address: str | None, log) -> dict:
@@ -225,12 +243,14 @@ def run_sweep(grid_path, engine: str, runs_dir: str, workers: int | None, addres
     identity = json.dumps(grid, sort_keys=True, default=str)
     sweep_dir = Path(runs_dir) / f"sweep-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
     all_args = {i: arguments(grid["command"], options, runs_dir) for i, options in enumerate(runs)}
-    from ticketlab.cli import build_parser
-    parser = build_parser()
-    for args in all_args.values():  # every point, so that a typo anywhere stops the sweep before it starts
-        check_arguments(args, parser)
+    try:
+        command = registered_command(grid["command"])
+    except TicketlabError as exc:
+        raise TicketlabError(f"the grid's options do not fit the command: {exc}") from None
+    points = {i: point(command, options, runs_dir) for i, options in enumerate(runs)}
+    check_points(command, points)
     records = {i: read_json(sweep_dir / f"run-{i}.json") for i in all_args if (sweep_dir / f"run-{i}.json").exists()}
-    pending = {i: a for i, a in all_args.items() if i not in records}
+    pending = {i: given for i, given in points.items() if i not in records}
     workers = max(1, min(workers or (os.cpu_count() or 1), len(pending) or 1))
     state = {"done": len(records), "failed": 0}
     if pending:
@@ -250,7 +270,10 @@ def run_sweep(grid_path, engine: str, runs_dir: str, workers: int | None, addres
             f" of {len(all_args)}" + ("" if outcome["ok"] else f" (run {index}: {outcome['error']})"))
 
     if pending:
-        (run_local(pending, workers, on_done) if engine == "local" else run_ray(pending, address, workers, on_done))
+        if engine == "local":
+            run_local(grid["command"], pending, workers, on_done)
+        else:
+            run_ray(grid["command"], pending, address, workers, on_done)
     rows = [{"index": i, **records[i]["options"], "ok": records[i]["ok"],
              "test_accuracy": headline(records[i]["result"], "test_accuracy") if records[i]["ok"] else None,
              "run_dir": headline(records[i]["result"], "run_dir") if records[i]["ok"] else None,
@@ -270,9 +293,6 @@ SEED_KEYS = ("seed", "seeds")
 def write_sweep_report(summary: dict, out_dir: Path) -> Path:
     """IMP sweeps: the LTH report over their runs. Others: test accuracy mean ± std over seeds per grid
     point, and accuracy vs density when the grid varies a density."""
-    from ticketlab.lth.aggregate import mean_std
-    from ticketlab.files import write_text
-    from ticketlab.lth.report import load_run, pyplot, save_figure, write_report
     done = [r for r in summary["rows"] if r["ok"]]
     title = f"Sweep: {summary['runs']} {summary['command']} runs"
     if summary["command"] in ("imp", "demo") and done:
