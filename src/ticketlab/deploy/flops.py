@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ticketlab.mask import Mask
+from ticketlab.models import model_from_architecture
+from ticketlab.ticket import load_ticket
 
 COUNTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 ELEMENTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
@@ -87,8 +89,6 @@ def count(model: nn.Module, input_shape, mask: Mask | None = None) -> dict:
 
 def ticket_counts(path) -> dict:
     """`count` for a ticket file: its architecture with its mask (reports use the FLOPs and parameters)."""
-    from ticketlab.models import model_from_architecture
-    from ticketlab.ticket import load_ticket
     ticket = load_ticket(path)
     model = model_from_architecture(ticket.architecture)
     return count(model, tuple(ticket.architecture["input_shape"]), ticket.mask)

@@ -21,6 +21,8 @@ import warnings
 import torch
 from torch import nn
 
+from ticketlab.errors import TicketlabError
+
 PATHS = ("auto", "csr", "dense")
 
 
@@ -92,7 +94,6 @@ def sparsify(model: nn.Module, batch_size: int = 64, path: str = "auto", repeats
     """A copy of `model` (eval mode) with each Linear on the fastest path; returns it and, per layer,
     the density, the measured times and the path taken. path="csr"/"dense" forces one path."""
     if path not in PATHS:
-        from ticketlab.errors import TicketlabError
         raise TicketlabError(f"unknown inference path {path!r}; known: {', '.join(PATHS)}")
     fast = copy.deepcopy(model).eval()
     decisions = {}
