@@ -361,7 +361,7 @@ def test_prune_with_rewinding_killed_at_random_resumes_to_the_uninterrupted_resu
 def test_cts_killed_at_random_resumes_to_the_uninterrupted_results(tmp_path, single_threaded):
     def command(folder):  # 100 iterations of dense training to θ_k, then a 600-step search (no checkpoints)
         return ["cts", *DATA, "--density", "0.2", "--rewind-step", "100it", "--steps", "1000it",
-                "--search-steps", "600it", "--search-batch-size", "16", "--runs-dir", folder, "--quiet", "--json"]
+                "--search-steps", "600it", "--cts-batch-size", "16", "--runs-dir", folder, "--quiet", "--json"]
     kill_and_resume(tmp_path, command, seed=3)
 
 
