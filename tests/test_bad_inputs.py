@@ -12,6 +12,7 @@ import torch
 from conftest import TINY_IMP
 from test_cli import assert_clean_error
 from test_data import ShellCommand, write_cifar10, write_mnist_set
+from ticketlab.config import DataConfig
 from ticketlab.ticket import Ticket, load_ticket
 
 # The IMP options without the IMP-only ones, for train and prune.
@@ -75,7 +76,7 @@ def test_ticket_for_another_architecture(cli, tmp_path, ticket_path):
     ticket = load_ticket(ticket_path)
     other = {**ticket.architecture, "name": "mlp_64_16"}  # the stored weights are mlp_32_16's
     bad = tmp_path / "other.safetensors"
-    Ticket(other, ticket.mask, ticket.init_state, None, ticket.info).save(bad)
+    Ticket(other, ticket.mask, ticket.init_state, None, ticket.provenance).save(bad)
     assert_clean_error(train_ticket(cli, bad, tmp_path), "another model")
     assert not (tmp_path / "runs").exists()
 
@@ -85,7 +86,7 @@ def test_ticket_with_nan_weights(cli, tmp_path, ticket_path):
     weights = {k: v.clone() for k, v in ticket.init_state.items()}
     weights["hidden.0.weight"][0, 0] = float("nan")
     bad = tmp_path / "nan.safetensors"
-    Ticket(ticket.architecture, ticket.mask, weights, None, ticket.info).save(bad)
+    Ticket(ticket.architecture, ticket.mask, weights, None, ticket.provenance).save(bad)
     assert_clean_error(train_ticket(cli, bad, tmp_path), "hidden.0.weight", "NaN")
     assert not (tmp_path / "runs").exists()
 
@@ -395,9 +396,10 @@ def world(tmp_path_factory, ticket_path):
     (files["bad_run"] / "config.json").write_bytes(b"\x00{not json")
     (files["bad_run"] / "summary.json").write_bytes(b"\x00{not json")
     model = create_model("conv2", (3, 8, 8), 10, seed=0)
-    info = dict(load_ticket(ticket_path).info, data_config={"dataset": "synthetic-images"}, dataset="synthetic-images")
+    provenance = load_ticket(ticket_path).provenance.replace(data_config=DataConfig(dataset="synthetic-images"),
+                                                             dataset="synthetic-images")
     files["image_ticket"] = root / "conv2.safetensors"
-    Ticket(model.architecture, Mask.ones(model), model.state_dict(), None, info).save(files["image_ticket"])
+    Ticket(model.architecture, Mask.ones(model), model.state_dict(), None, provenance).save(files["image_ticket"])
     return root, files
 
 

@@ -7,12 +7,14 @@ import pytest
 import torch
 from torch import nn
 
+from ticketlab.config import DataConfig
 from ticketlab.deploy.compact import load_compact
 from ticketlab.deploy.export import export_ticket, load_exported, ticket_model
 from ticketlab.deploy.flops import count
 from ticketlab.deploy.sparse import CsrLinear, sparsify
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
+from ticketlab.provenance import Provenance
 from ticketlab.ticket import Ticket, load_ticket
 
 
@@ -33,8 +35,8 @@ def random_ticket(path: Path, name: str, input_shape, density: float, seed: int 
                 b.copy_(torch.rand(b.shape, generator=generator) + 0.5)
     mask.apply_(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    info = {"method": "test", "dataset": dataset, "data_config": {"dataset": dataset, "train_subset": 600}}
-    Ticket(model.architecture, mask, state, {k: v.clone() for k, v in state.items()}, info).save(path)
+    provenance = Provenance(method="test", dataset=dataset, data_config=DataConfig(dataset=dataset, train_subset=600))
+    Ticket(model.architecture, mask, state, {k: v.clone() for k, v in state.items()}, provenance).save(path)
     return path
 
 
@@ -100,7 +102,7 @@ def test_export_rejects_bad_requests_without_writing(mlp_ticket, tmp_path, cli):
     assert bad.code == 2 and "invalid choice" in bad.err
     untrained = tmp_path / "untrained.safetensors"
     ticket = load_ticket(mlp_ticket)
-    Ticket(ticket.architecture, ticket.mask, ticket.init_state, None, ticket.info).save(untrained)
+    Ticket(ticket.architecture, ticket.mask, ticket.init_state, None, ticket.provenance).save(untrained)
     bad = cli("export", untrained, "--format", "compact", "--weights", "trained", "--out", tmp_path / "w")
     assert bad.code == 2 and "no trained weights" in bad.err and not (tmp_path / "w").exists()
 

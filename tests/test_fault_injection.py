@@ -89,7 +89,8 @@ def assert_same_ticket(a: Path, b: Path, ignore=()) -> None:
     assert_same_tensors(ta.init_state, tb.init_state, f"{b}: initial weights")
     assert (ta.trained_state is None) == (tb.trained_state is None), b
     assert_same_tensors(ta.trained_state or {}, tb.trained_state or {}, f"{b}: trained weights")
-    assert canonical(ta.info, ignore) == canonical(tb.info, ignore), f"{b}: metadata differs"
+    assert canonical(ta.provenance.to_metadata(), ignore) == canonical(tb.provenance.to_metadata(), ignore), \
+        f"{b}: metadata differs"
 
 
 def is_ticket(path: Path) -> bool:

@@ -63,7 +63,7 @@ def test_rewinding_restarts_levels_at_k(cli, tmp_path):
     assert all(level["start_iteration"] == 20 for level in result["levels"][1:])
     dense = load_ticket(result["levels"][0]["ticket"])
     ticket = load_ticket(result["levels"][1]["ticket"])
-    assert ticket.info["rewind_step"] == 20
+    assert ticket.provenance.rewind_step == 20
     # θ_k differs from θ₀ and the level-1 ticket starts from it
     level0 = Path(result["levels"][0]["ticket"]).parent
     from safetensors.torch import load_file
@@ -111,7 +111,7 @@ def test_each_level_records_the_compute_spent_to_find_it(cli, tmp_path):
     levels = result["levels"]
     assert levels[0]["search_cost"]["train_examples"] == 0
     assert levels[2]["search_cost"]["train_examples"] == levels[0]["train_examples"] + levels[1]["train_examples"]
-    assert load_ticket(levels[2]["ticket"]).info["search_cost"] == levels[2]["search_cost"]
+    assert load_ticket(levels[2]["ticket"]).provenance.search_cost == levels[2]["search_cost"]
 
 
 def test_conv_layers_can_have_their_own_rate(cli, tmp_path):

@@ -126,7 +126,7 @@ def test_layers_filters_and_robustness_commands(cli, tmp_path, one_thread):
     assert result["ticket_parameters"] < result["dense_parameters"] and result["flops_saved"] > 0
     assert result["training_speedup"] > 0 and result["ticket_energy_wh_estimate"] > 0
     ticket = load_ticket(result["tickets"][0])
-    assert ticket.architecture["name"].startswith("resnet_blocks_") and len(ticket.info["removed_blocks"]) == 2
+    assert ticket.architecture["name"].startswith("resnet_blocks_") and len(ticket.provenance.extra["removed_blocks"]) == 2
     assert ticket.mask.density() == 1.0 and ticket.trained_state is not None
     again = cli("layers", *TINY, "--remove", "2", "--min-per-stage", "1", "--seeds", "0,1", "--workers", "1",
                 "--runs-dir", tmp_path, "--json").json()

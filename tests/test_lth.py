@@ -105,7 +105,7 @@ def test_learning_rate_rewinding_and_finetuning(cli, tmp_path):
     final0 = load_ticket(lrr["levels"][0]["ticket"]).trained_state
     name = ticket.mask.names()[0]
     assert torch.equal(ticket.init_state[name], final0[name] * ticket.mask[name])
-    assert ticket.info["method"] == "lr-rewind"
+    assert ticket.provenance.method == "lr-rewind"
 
     ft = cli("imp", *common, "--runs-dir", tmp_path, "--retrain", "finetune").json()
     records = [json.loads(line) for line in (Path(ft["run_dir"]) / "seed-0" / "level-1" / "metrics.jsonl").read_text().splitlines()]

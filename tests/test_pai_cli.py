@@ -18,7 +18,7 @@ def test_prune_writes_a_ticket_with_the_exact_density(cli, tmp_path, method):
     result = res.json()
     ticket = load_ticket(result["ticket"])
     assert ticket.mask.num_kept() == round(0.05 * ticket.mask.num_total())
-    assert ticket.info["method"] == method and ticket.info["rewind_step"] == 0
+    assert ticket.provenance.method == method and ticket.provenance.rewind_step == 0
     cost = result["search_cost"]
     assert cost["total_examples"] == cost["scoring_examples"] >= 0 and cost["total_wall_time_seconds"] > 0
     for name in ticket.mask.names():  # θ₀ with the mask applied
@@ -148,9 +148,9 @@ def test_cts_command_writes_an_exact_ticket_and_records_its_compute(cli, tmp_pat
     assert res.code == 0, res.err
     result = res.json()
     ticket = load_ticket(result["ticket"])
-    assert result["method"] == "cts-kl" and ticket.info["method"] == "cts-kl"
+    assert result["method"] == "cts-kl" and ticket.provenance.method == "cts-kl"
     assert ticket.mask.num_kept() == round(0.05 * ticket.mask.num_total())
-    pai = ticket.info["pai"]
+    pai = ticket.provenance.pai
     assert pai["masked_forward_examples"] == examples_seen(0, 10, batch=128) == pai["dense_forward_examples"]
     assert result["search_cost"]["scoring_examples"] == 2 * pai["masked_forward_examples"]
     assert len(pai["search_log"]) >= 1 and {"expected_density", "objective", "lambda"} <= set(pai["search_log"][-1])
@@ -171,7 +171,7 @@ def test_sanity_of_cts_inverts_its_logits(cli, tmp_path):
     seed_dir = Path(result["run_dir"]) / "seed-0"
     ticket = load_ticket(seed_dir / "ticket.safetensors").mask
     inverted = load_ticket(seed_dir / "ablation-invert" / "ticket.safetensors")
-    assert inverted.info["method"] == "cts-kl-inverted"
+    assert inverted.provenance.method == "cts-kl-inverted"
     assert inverted.mask.num_kept() == ticket.num_kept()
     overlap = sum(int((inverted.mask[n] & ticket[n]).sum()) for n in ticket.names())
     assert overlap == 0  # top and bottom 10% of the same logits cannot meet

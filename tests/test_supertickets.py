@@ -180,7 +180,7 @@ def test_supertickets_command_writes_a_ticket_of_the_searched_network(cli, tmp_p
     assert kept == target_count(0.3, sum(ticket.mask[n].numel() for n in names))
     assert bool(ticket.mask["classifier.weight"].all())
     # θ₀ is the initial supernet cut to the searched channels: a kept expand row is unchanged.
-    init = create_model(NAME, (3, 8, 8), 10, seed=ticket.info["init_seed"]).state_dict()
+    init = create_model(NAME, (3, 8, 8), 10, seed=ticket.provenance.init_seed).state_dict()
     key = next(k for k in ticket.init_state if k.endswith("classifier.bias"))
     torch.testing.assert_close(ticket.init_state[key], init[key])
 

@@ -58,7 +58,7 @@ from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.frontier import write_frontier
 from ticketlab.supertickets.jobs import run_supertickets, run_transfer
 from ticketlab.sweep import run_sweep
-from ticketlab.ticket import Ticket, load_ticket, recorded_config
+from ticketlab.ticket import Ticket, load_ticket
 
 __all__ = ["ControlsResult", "Dataset", "ImpLevel", "ImpRun", "InferResult", "PaiSweepResult", "ProfileResult",
            "RobustnessResult", "SanityResult", "StabilityResult", "StructuredResult", "SuperticketsResult",
@@ -219,7 +219,7 @@ def train(ticket, data: Dataset, recipe: TrainConfig | None = None, *, seed: int
     path = _ticket_file(ticket, runs_dir)
     stored = load_ticket(path)
     if recipe is None:
-        recipe = TrainConfig(**stored.info["train_config"]) if "train_config" in stored.info else TrainConfig()
+        recipe = stored.recipe()  # the recorded one; TrainConfig() with a NoRecipeWarning when there is none
     result = run_train_ticket(path, _recipe(recipe), data, str(runs_dir), quiet)
     return TrainResult(load_ticket(result["ticket"]), result["summary"]["test_accuracy"], result["summary"],
                        Path(result["run_dir"]))
@@ -438,15 +438,16 @@ def filter_tickets(layer_ticket: Ticket | str | Path, data: Dataset | None = Non
     seeds = _seeds(seeds)
     checks.positive("power_watts", power_watts)
     path = _ticket_file(layer_ticket, runs_dir)
-    info = load_ticket(path).info
-    if "original_architecture" not in info or "data_config" not in info or "train_config" not in info:
+    layer = load_ticket(path)
+    recorded = layer.provenance
+    if recorded.original_architecture is None or recorded.data_config is None or recorded.train_config is None:
         raise TicketlabError(f"{path} is not a layer ticket; give one made by tl.layer_tickets or `ticketlab layers`")
-    data_config = recorded_config(info, "data_config", DataConfig, path)
+    data_config = layer.data_config()
     root = _data_root(data_config, data, path)
     if root:
         data_config = dataclasses.replace(data_config, data_root=root)
-    base = {"data": data_config, "model": ModelConfig(model=info["original_architecture"]["name"]),
-            "train": recorded_config(info, "train_config", TrainConfig, path)}
+    base = {"data": data_config, "model": ModelConfig(model=recorded.original_architecture["name"]),
+            "train": layer.recipe()}
     configs = filter_configs(base, str(path), criterion)
     workers = _workers(configs, workers, seeds)
     return _structured(run_structured("filters", configs, seeds, str(runs_dir), quiet, workers, power_watts))
@@ -675,10 +676,10 @@ def _ticket_data_root(path: Path, data: Dataset | None) -> str | None:
     """Where a job finds the data a ticket records, given that data (see _data_root)."""
     if data is None:
         return None
-    info = load_ticket(path).info
-    if not isinstance(info.get("data_config"), dict):
+    ticket = load_ticket(path)
+    if ticket.provenance.data_config is None:
         raise TicketlabError(f"{path} records no dataset; give a ticket made by ticketlab's training calls")
-    return _data_root(recorded_config(info, "data_config", DataConfig, path), data, path)
+    return _data_root(ticket.data_config(), data, path)
 
 
 def _is_ticket(value) -> bool:
@@ -696,7 +697,7 @@ def _ticket_file(ticket, runs_dir) -> Path:
         raise TicketlabError(f"expected a Ticket or a ticket file; got a {type(ticket).__name__}")
     if ticket.path is not None:
         return Path(ticket.path)
-    digest = hashlib.sha256(json.dumps(ticket.info, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(json.dumps(ticket.provenance.to_metadata(), sort_keys=True, default=str).encode())
     for name in sorted(ticket.init_state):
         digest.update(ticket.init_state[name].contiguous().numpy().tobytes())
     for name in ticket.mask.names():

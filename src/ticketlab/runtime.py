@@ -13,6 +13,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -21,9 +22,10 @@ from ticketlab.config import DataConfig, config_hash, derive_seed
 from ticketlab.data import load_dataset
 from ticketlab.files import read_json, write_json
 from ticketlab.mask import Mask
-from ticketlab.models import model_from_config
+from ticketlab.models import model_from_architecture, model_from_config
+from ticketlab.provenance import Provenance
 from ticketlab.runs import open_run, run_dir_for
-from ticketlab.ticket import Ticket
+from ticketlab.ticket import Ticket, load_ticket
 from ticketlab.trainer import train
 
 RESULT = "result.json"
@@ -114,10 +116,31 @@ def run_train(configs: dict, seed: int, runs_dir: str, quiet: bool, log) -> dict
                     snapshot_at=0, quiet=quiet, label="train")
     ticket_path = seed_dir / TICKET
     Ticket(model.architecture, Mask.ones(model), initial, model.state_dict(),
-           {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "method": "dense", "seed": seed, "rewind_step": 0,
-            "data_seed": derive_seed(seed, "data"), "train_config": vars(configs["train"]).copy(),
-            "metrics": summary}).save(ticket_path)
+           Provenance(dataset=configs["data"].dataset, data_config=configs["data"], train_config=configs["train"],
+                      method="dense", seed=seed, data_seed=derive_seed(seed, "data"), rewind_step=0,
+                      metrics=summary)).save(ticket_path)
     result = {"run_dir": str(seed_dir), "ticket": str(ticket_path), "summary": summary,
               "config_hash": config_hash("train", configs)}
     write_json(seed_dir / RESULT, result)
     return result
+
+
+# ---- train a ticket ------------------------------------------------------------------------
+
+def train_ticket_file(ticket_path: Path, out_dir: Path, data, quiet: bool, train_cfg=None, mask: Mask | None = None,
+                      weights: dict | None = None, label: str = "ticket") -> dict:
+    """Train a ticket with its recorded recipe (or `train_cfg`) from its rewind step; optionally with
+    another mask or other starting weights (the sanity ablations and controls). Writes
+    out_dir/ticket.safetensors: the ticket's provenance with the recipe used and the new metrics."""
+    ticket = load_ticket(ticket_path)
+    cfg = train_cfg or ticket.recipe()
+    mask = mask or ticket.mask
+    model = model_from_architecture(ticket.architecture)
+    model.load_state_dict(weights or ticket.init_state)
+    start = {n: (v * mask[n] if n in mask.tensors else v).clone() for n, v in model.state_dict().items()}
+    summary = train(model, data, cfg, out_dir=out_dir, data_seed=ticket.provenance.data_seed or 0, mask=mask,
+                    start_iteration=int(ticket.provenance.rewind_step or 0), quiet=quiet, label=label)
+    if not (out_dir / TICKET).exists():
+        provenance = ticket.provenance.replace(train_config=cfg, metrics=summary)
+        Ticket(ticket.architecture, mask, start, model.state_dict(), provenance).save(out_dir / TICKET)
+    return summary

@@ -8,12 +8,16 @@ tensor, the header that locates them and all metadata), so any edit is refused o
 (keys ending in `seconds` or `speedup`) are measurements of one machine, not content: they live in
 `<stem>.timings.json` beside the ticket, so identical runs give byte-identical ticket files and a
 ticket's checksum names its content. docs/format.md describes the layout.
+
+A ticket's provenance (dataset, recipe, method, seeds, rewind step, metrics, ...) is a `Provenance`
+(provenance.py); `Ticket.recipe()` and `Ticket.data_config()` give the configs it records.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +29,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import (checked_metadata, read_json, verify_checksum, write_checked_safetensors,
                              write_json)
 from ticketlab.mask import Mask
+from ticketlab.provenance import RECORDED, Provenance, recorded_config
 
 FORMAT_VERSION = 2  # 2: the checksum covers metadata and header too; timings moved beside the file
 METADATA_KEY = "ticketlab"
@@ -37,12 +42,35 @@ class Ticket:
     mask: Mask
     init_state: dict[str, torch.Tensor]     # θ_k, the weights training starts from (mask applied)
     trained_state: dict[str, torch.Tensor] | None = None
-    info: dict = field(default_factory=dict)  # provenance: dataset, method, seed, rewind_step, metrics...
+    provenance: Provenance = field(default_factory=Provenance)  # dataset, recipe, method, seeds, metrics...
     path: Path | None = field(default=None, compare=False)  # the file it was loaded from or saved to
+
+    def __post_init__(self):
+        if not isinstance(self.provenance, Provenance):
+            raise TicketlabError(f"a Ticket's provenance must be a Provenance; got a {type(self.provenance).__name__}")
+
+    def recipe(self) -> TrainConfig:
+        """The recipe that trained this ticket: a copy of the TrainConfig it records. A ticket that records
+        none (one made in memory without it) gives the default TrainConfig() with a NoRecipeWarning saying
+        so; test `provenance.train_config is None` to refuse such a ticket instead."""
+        if self.provenance.train_config is None:
+            warnings.warn(f"{self._name()} records no training recipe; using the default TrainConfig()",
+                          NoRecipeWarning, stacklevel=2)
+            return TrainConfig()
+        return replace(self.provenance.train_config)
+
+    def data_config(self) -> DataConfig:
+        """A copy of the DataConfig this ticket was trained on; one line of error when it records none."""
+        if self.provenance.data_config is None:
+            raise TicketlabError(f"{self._name()} records no dataset (data_config); give the data yourself")
+        return replace(self.provenance.data_config)
+
+    def _name(self) -> str:
+        return f"ticket {self.path}" if self.path is not None else "the ticket"
 
     def metadata(self) -> dict:
         return {
-            **self.info,
+            **self.provenance.to_metadata(),
             "format_version": FORMAT_VERSION,
             "architecture": self.architecture,
             "density": self.mask.density(),
@@ -67,6 +95,10 @@ class Ticket:
             timings_path(path).unlink(missing_ok=True)
         write_checked_safetensors(path, tensors, METADATA_KEY, meta)
         self.path = path
+
+
+class NoRecipeWarning(UserWarning):
+    """Ticket.recipe() on a ticket that records no recipe: the default TrainConfig() stands in."""
 
 
 def timings_path(path: str | Path) -> Path:
@@ -154,8 +186,8 @@ def load_ticket(path: str | Path) -> Ticket:
         raise TicketlabError(f"ticket file {path}: its mask tensors do not match its recorded mask shapes; it was not "
                              "written by ticketlab")
     mask = Mask.from_packed(packed, shapes)
-    info = {k: v for k, v in meta.items() if k not in DERIVED}
-    ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, info, Path(path))
+    provenance = Provenance.from_metadata({k: v for k, v in meta.items() if k not in DERIVED}, path)
+    ticket = Ticket(meta["architecture"], mask, groups["init"], groups["trained"] or None, provenance, Path(path))
     check_ticket(ticket, path)
     return ticket
 
@@ -164,10 +196,7 @@ def load_ticket(path: str | Path) -> Ticket:
 _NUMBER = (int, float)
 _FIELDS = {
     "format_version": int, "architecture": dict, "density": _NUMBER, "layers": dict, "kept": int, "prunable": int,
-    "mask_shapes": dict, "checksum": str,
-    "dataset": str, "data_config": dict, "train_config": dict, "method": str, "level": int, "seed": int,
-    "init_seed": int, "data_seed": int, "rewind_step": int, "retrain": str, "metrics": dict, "search_cost": dict,
-    "collapsed_layers": list, "pai": dict, "costs": dict, "dense_ticket": str, "original_architecture": dict,
+    "mask_shapes": dict, "checksum": str, **RECORDED,
 }
 
 
@@ -197,16 +226,6 @@ def check_metadata(meta: dict, path) -> None:
     for key, cls in (("train_config", TrainConfig), ("data_config", DataConfig)):
         if key in meta:
             recorded_config(meta, key, cls, path)
-
-
-def recorded_config(meta: dict, key: str, cls, path):
-    """The TrainConfig or DataConfig a ticket records, or one line saying why it cannot be used."""
-    try:
-        return cls(**meta[key])
-    except TypeError as exc:
-        raise TicketlabError(f"ticket file {path}: its {key} does not match this ticketlab's options ({exc})") from None
-    except TicketlabError as exc:
-        raise TicketlabError(f"ticket file {path}: its {key} is invalid ({exc})") from None
 
 
 def _ints(values, least: int) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ticketlab import checks
 from ticketlab.commands.spec import Alias, Command, Json, Replicates, Runs, Seed, announce, arg, seed_list
-from ticketlab.config import DataConfig, ModelConfig, TrainConfig, validate_layers, validate_train
+from ticketlab.config import ModelConfig, validate_layers, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.layers.jobs import filter_configs, robustness_job, run_structured
 from ticketlab.runtime import checked_data, default_workers
@@ -40,14 +40,14 @@ class FilterOptions(StructuredOptions):
 
 
 def filters(configs: dict, options: FilterOptions, log) -> dict:
-    info = load_ticket(options.match_ticket).info
-    if "original_architecture" not in info:
+    layer = load_ticket(options.match_ticket)
+    if layer.provenance.original_architecture is None:
         raise TicketlabError(f"{options.match_ticket} is not a layer ticket; give one written by `ticketlab layers`")
-    data = DataConfig(**info["data_config"])
+    data = layer.data_config()
     if options.data_root:
         data = dataclasses.replace(data, data_root=options.data_root)
-    base = {"data": data, "model": ModelConfig(model=info["original_architecture"]["name"]),
-            "train": TrainConfig(**info["train_config"])}
+    base = {"data": data, "model": ModelConfig(model=layer.provenance.original_architecture["name"]),
+            "train": layer.recipe()}
     seeds = seed_list(options)
     return run_structured("filters", filter_configs(base, options.match_ticket, options.criterion), seeds,
                           options.runs_dir, options.silent, options.workers or default_workers(seeds),

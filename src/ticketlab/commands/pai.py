@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ticketlab import checks
 from ticketlab.commands.spec import Replicates, Command, Runs, announce, arg
-from ticketlab.config import DataConfig, PaiConfig, TrainConfig, validate_density, validate_pai, validate_train
+from ticketlab.config import PaiConfig, validate_density, validate_pai, validate_train
 from ticketlab.cts.config import validate_config as validate_cts
 from ticketlab.errors import TicketlabError
 from ticketlab.lth.aggregate import parse_seeds
@@ -16,7 +16,7 @@ from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, run_
 from ticketlab.pai.sanity import check_sanity_request, run_sanity, sanity_table
 from ticketlab.runs import open_run
 from ticketlab.runtime import checked_data, default_workers, load_data_config
-from ticketlab.ticket import load_ticket, read_metadata, recorded_config
+from ticketlab.ticket import load_ticket, read_metadata
 
 PAI_SECTIONS = ("data", "model", "train", "pai", "cts")
 AT_INIT = ("0it", "0ep", "0")
@@ -68,12 +68,11 @@ class TrainTicketOptions(Runs):
 
 def train_ticket(configs: dict, options: TrainTicketOptions, log) -> dict:
     ticket = load_ticket(options.ticket)
-    if "train_config" not in ticket.info or "data_config" not in ticket.info:
+    if ticket.provenance.train_config is None or ticket.provenance.data_config is None:
         raise TicketlabError(f"{options.ticket} records no training recipe; give one with the train options")
-    recipe = dataclasses.replace(recorded_config(ticket.info, "train_config", TrainConfig, options.ticket),
-                                 **configs["train"])
+    recipe = dataclasses.replace(ticket.recipe(), **configs["train"])
     validate_train(recipe)
-    data_config = recorded_config(ticket.info, "data_config", DataConfig, options.ticket)
+    data_config = ticket.data_config()
     if options.data_root:
         data_config = dataclasses.replace(data_config, data_root=options.data_root)
     announce(recipe, log)

@@ -123,7 +123,8 @@ def export_dense(model: nn.Module, info: dict, out: Path) -> None:
 
 def provenance(ticket: Ticket) -> dict:
     keep = ("method", "dataset", "seed", "level", "rewind_step", "data_config")
-    return {k: ticket.info[k] for k in keep if k in ticket.info} | {"density": ticket.mask.density()}
+    recorded = ticket.provenance.to_metadata()
+    return {k: recorded[k] for k in keep if k in recorded} | {"density": ticket.mask.density()}
 
 
 def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool = False, weights: str = "auto") -> dict:
@@ -187,7 +188,8 @@ def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
     if "ticketlab" in metadata:
         ticket = load_ticket(path)
         model = ticket_model(ticket)
-        return Loaded("ticket", model, model, ticket.mask, tuple(ticket.architecture["input_shape"]), ticket.info)
+        return Loaded("ticket", model, model, ticket.mask, tuple(ticket.architecture["input_shape"]),
+                      ticket.provenance.to_metadata())
     if is_compact(metadata):
         model, mask, meta = load_compact(path)
         model.eval()

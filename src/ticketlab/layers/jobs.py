@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.config import DataConfig, FilterConfig, derive_seed
+from ticketlab.config import FilterConfig, derive_seed
 from ticketlab.deploy.export import ticket_model
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
@@ -26,6 +26,7 @@ from ticketlab.layers.robustness import robustness_table
 from ticketlab.lth.aggregate import mean_std
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
+from ticketlab.provenance import Provenance
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.runtime import TICKET, load_data, load_data_config, run_seeds, run_train
 from ticketlab.ticket import Ticket, load_ticket
@@ -69,12 +70,13 @@ def structured_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: b
                "training_speedup": dense_costs["training_seconds"] / ticket_costs["training_seconds"],
                "flops_saved": 1 - ticket_costs["flops"] / dense_costs["flops"],
                "parameters_saved": 1 - ticket_costs["parameters"] / dense_costs["parameters"]}
-    ticket_info = {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "seed": seed,
-                   "init_seed": derive_seed(seed, "init"), "data_seed": derive_seed(seed, "data"), "rewind_step": 0,
-                   "train_config": vars(configs["train"]).copy(), "dense_ticket": dense_result["ticket"],
-                   "original_architecture": model.architecture, "metrics": summary, "costs": compare, **info}
+    provenance = Provenance(dataset=configs["data"].dataset, data_config=configs["data"], train_config=configs["train"],
+                            method=info["method"], seed=seed, init_seed=derive_seed(seed, "init"),
+                            data_seed=derive_seed(seed, "data"), rewind_step=0, metrics=summary, costs=compare,
+                            dense_ticket=dense_result["ticket"], original_architecture=model.architecture,
+                            extra={k: v for k, v in info.items() if k != "method"})
     ticket_path = seed_dir / TICKET
-    Ticket(small.architecture, Mask.ones(small), start, small.state_dict(), ticket_info).save(ticket_path)
+    Ticket(small.architecture, Mask.ones(small), start, small.state_dict(), provenance).save(ticket_path)
     result = {"seed": seed, "ticket": str(ticket_path), "dense_ticket": dense_result["ticket"],
               "test_accuracy": summary["test_accuracy"], "dense_test_accuracy": dense_summary["test_accuracy"],
               "early_stop_test_accuracy": summary["early_stop_test_accuracy"], **info, **compare}
@@ -154,7 +156,7 @@ def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, qu
 def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
     """The filter-ticket run matching a layer ticket's number of remaining filters."""
     ticket = load_ticket(layer_ticket)
-    if "removed_blocks" not in ticket.info:
+    if "removed_blocks" not in ticket.provenance.extra:
         raise TicketlabError(f"{layer_ticket} is not a layer ticket (no removed blocks recorded); give one written by "
                              "`ticketlab layers`")
     small = model_from_architecture(ticket.architecture)
@@ -166,7 +168,7 @@ def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: s
     network is evaluated once however many tickets are compared with it)."""
     tickets = [load_ticket(path) for path in ticket_paths]
     if dense_path is None:
-        recorded = {ticket.info.get("dense_ticket") for ticket in tickets}
+        recorded = {ticket.provenance.dense_ticket for ticket in tickets}
         if None in recorded:
             raise TicketlabError("a ticket does not record its dense network; give one with --dense TICKET")
         if len(recorded) > 1:
@@ -175,13 +177,13 @@ def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: s
         dense_path = recorded.pop()
     if not Path(dense_path).exists():
         raise TicketlabError(f"the dense ticket {dense_path} does not exist; give one with --dense TICKET")
-    data_configs = [ticket.info.get("data_config") for ticket in tickets]
-    unknown = [path for path, config in zip(ticket_paths, data_configs) if not isinstance(config, dict)]
+    data_configs = [ticket.provenance.data_config for ticket in tickets]
+    unknown = [path for path, config in zip(ticket_paths, data_configs) if config is None]
     if unknown:
         raise TicketlabError(f"{unknown[0]} records no dataset; give tickets made by ticketlab's training commands")
     if any(config != data_configs[0] for config in data_configs):
         raise TicketlabError("the tickets were made on different data; compare them in separate calls")
-    data_cfg = DataConfig(**data_configs[0])
+    data_cfg = data_configs[0]
     if data_root:
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
     dense = load_ticket(dense_path)

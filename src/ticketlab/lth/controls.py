@@ -18,7 +18,7 @@ import torch
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors
-from ticketlab.lth.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_info
+from ticketlab.lth.imp import TICKET, ImpSetup, retrain_config, rewind_iteration, ticket_provenance
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_config
 from ticketlab.pai.ablations import random_global, shuffle_layerwise
@@ -62,5 +62,5 @@ def train_control(kind: str, setup: ImpSetup, seed_dir: Path, level: int, mask: 
                     label=f"level {level} {kind}")
     if not (out_dir / TICKET).exists():
         Ticket(model.architecture, control_mask, start_weights, model.state_dict(),
-               ticket_info(setup, f"control:{kind}", level, summary)).save(out_dir / TICKET)
+               ticket_provenance(setup, f"control:{kind}", level, summary)).save(out_dir / TICKET)
     return summary

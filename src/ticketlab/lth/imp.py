@@ -24,6 +24,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
+from ticketlab.provenance import Provenance
 from ticketlab.pruning import magnitude_prune
 from ticketlab.runtime import TICKET
 from ticketlab.steps import to_iterations
@@ -64,12 +65,13 @@ def retrain_config(setup: ImpSetup) -> TrainConfig:
     return replace(setup.train_cfg, lr=final, milestones="", warmup="0it")
 
 
-def ticket_info(setup: ImpSetup, method: str, level: int, summary: dict) -> dict:
-    return {"dataset": setup.data_cfg.dataset, "data_config": vars(setup.data_cfg).copy(), "method": method, "level": level, "seed": setup.seed,
-            "init_seed": derive_seed(setup.seed, "init"), "data_seed": derive_seed(setup.seed, "data"),
-            "rewind_step": rewind_iteration(setup), "retrain": setup.prune_cfg.retrain,
-            "train_config": vars(setup.train_cfg).copy(),
-            "metrics": summary}
+def ticket_provenance(setup: ImpSetup, method: str, level: int, summary: dict,
+                      search_cost: dict | None = None) -> Provenance:
+    """A level's (or a control's) provenance; the recipe recorded is the dense one, as IMP was given it."""
+    return Provenance(dataset=setup.data_cfg.dataset, data_config=setup.data_cfg, train_config=setup.train_cfg,
+                      method=method, level=level, seed=setup.seed, init_seed=derive_seed(setup.seed, "init"),
+                      data_seed=derive_seed(setup.seed, "data"), rewind_step=rewind_iteration(setup),
+                      retrain=setup.prune_cfg.retrain, metrics=summary, search_cost=search_cost)
 
 
 def level_fraction(prune_cfg: PruneConfig, level: int, mask: Mask) -> float:
@@ -127,7 +129,7 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             init_state = {name: value * mask[name] if name in mask.tensors else value
                           for name, value in start_state.items()}
             Ticket(architecture, mask, init_state, model.state_dict(),
-                   ticket_info(setup, method_name(setup), level, summary) | {"search_cost": dict(search_cost)}).save(ticket_path)
+                   ticket_provenance(setup, method_name(setup), level, summary, dict(search_cost))).save(ticket_path)
         record = {"level": level, "density": mask.density(), "percent_remaining": 100 * mask.density(),
                   "search_cost": dict(search_cost),
                   "ticket": str(ticket_path), **summary}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab.config import DataConfig, TrainConfig, derive_seed
+from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.lth.report import pyplot, save_figure
@@ -42,18 +42,16 @@ def error_barrier(errors: list[float]) -> float:
 def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed: int, points: int,
                   data_root: str | None, quiet: bool, same_data_order: bool = False) -> dict:
     ticket = load_ticket(ticket_path)
-    info = ticket.info
-    if "train_config" not in info or "data_config" not in info:
+    if ticket.provenance.train_config is None or ticket.provenance.data_config is None:
         raise TicketlabError(f"{ticket_path} records no training recipe; stability needs a ticket made by train, imp or demo")
-    train_cfg = TrainConfig(**info["train_config"])
-    data_cfg = DataConfig(**info["data_config"])
+    train_cfg, data_cfg = ticket.recipe(), ticket.data_config()
     if data_root is not None:
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
     if points < 3:
         raise TicketlabError(f"--points must be at least 3, got {points}")
     data = load_data_config(data_cfg)
     schedule = Schedule.of(train_cfg, len(data.train_y))
-    start = int(info.get("rewind_step", 0))
+    start = int(ticket.provenance.rewind_step or 0)
     k = start if rewind_step is None else to_iterations(rewind_step, schedule.iterations_per_epoch, "rewind-step")
     if not start <= k < schedule.total:
         raise TicketlabError(f"--rewind-step {k} must lie between the ticket's rewind point {start} and the training "
@@ -66,7 +64,8 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
         return read_json(run_dir / RESULT)
     open_dir(run_dir)
 
-    base_seed = info.get("data_seed", derive_seed(seed, "data"))
+    recorded_seed = ticket.provenance.data_seed
+    base_seed = recorded_seed if recorded_seed is not None else derive_seed(seed, "data")
     model = model_from_architecture(ticket.architecture)
     model.load_state_dict(ticket.init_state)
     if k > start:  # bring the ticket from its own rewind point to k, with its own data order

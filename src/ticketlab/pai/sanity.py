@@ -7,9 +7,10 @@ The method's ticket and three ablations train with the same recipe from the same
 An ablation *passes* when it loses more than two seed-standard-deviations (pooled over ticket and
 ablation) of test accuracy; otherwise the method *fails* it: its mask is no better than that
 ablation, e.g. it only chose layer-wise densities. With one seed no verdict is given.
-For IMP/LTR the ticket is the level of an IMP run (20% per level, or a given density schedule) at the
-checked density; its score is the magnitude of the previous level's trained weights: the inverted
-ticket keeps, among the weights alive before the last pruning step, the lowest-magnitude ones.
+The method is looked up in the registry of mask-finding methods (pai/registry.py): a method that finds
+its mask per request (PaI, CTS) gets the one-shot check here, its inverted ticket found by the method
+itself when it has a score order; a method with a sanity procedure of its own runs that (IMP and LTR,
+lth/sanity.py: the ticket is a level of an IMP run, inverted by IMP's magnitude score).
 """
 
 from __future__ import annotations
@@ -17,26 +18,22 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
-from ticketlab.config import PruneConfig, density_schedule, derive_seed
+from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_safetensors, write_json
+from ticketlab.files import write_json
+from ticketlab.lth import sanity as lth_sanity  # registers imp and ltr
 from ticketlab.lth.aggregate import mean_std
-from ticketlab.lth.controls import train_control
-from ticketlab.lth.imp import ImpSetup, imp_levels_keep_weights
-from ticketlab.lth.jobs import imp_seed
 from ticketlab.models import model_from_config
-from ticketlab.pai import PAI_METHODS
 from ticketlab.pai.ablations import shuffle_layerwise
-from ticketlab.pai.jobs import TICKET, check_method, check_pai_request, prune_seed, rewind_weights, train_ticket_file
-from ticketlab.pruning import keep_top_k
+from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, rewind_weights
+from ticketlab.pai.registry import SanityProcedure, finding_method, mask_method, mask_methods
 from ticketlab.runs import open_run, run_dir_for
-from ticketlab.runtime import checked_data, load_data, run_seeds
+from ticketlab.runtime import checked_data, load_data, run_seeds, train_ticket_file
 from ticketlab.ticket import load_ticket
-from ticketlab.trainer import REWIND, load_final_weights
 
 ABLATIONS = ("shuffle-layerwise", "reinit", "invert")
-IMP_METHODS = ("imp", "ltr")
+imp_schedule = lth_sanity.imp_schedule
+IMP_METHODS = tuple(m.name for m in mask_methods("lth"))  # the methods checked through an IMP run
 
 
 def verdict(ticket: list[float], ablation: list[float]) -> tuple[str, float | None]:
@@ -64,75 +61,44 @@ def pai_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dic
         weights=theta_k, label=f"seed {seed} shuffle")
     results["reinit"] = train_ticket_file(path, seed_dir / "ablation-reinit", data, quiet,
                                           weights=_fresh_weights(configs, data, seed), label=f"seed {seed} reinit")
-    method = configs["pai"].method
-    if method == "cts" or PAI_METHODS[method].score_order is not None:
+    if finding_method(configs["pai"].method).score_order is not None:
         inverted = prune_seed(seed, configs, data, runs_dir, quiet, invert=True)
         results["invert"] = train_ticket_file(inverted, inverted.parent / "train", data, quiet, label=f"seed {seed} invert")
     return {k: v["test_accuracy"] for k, v in results.items()} | {"density": ticket.mask.density()}
 
 
-def imp_sanity_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
-    imp_configs = {k: configs[k] for k in ("data", "model", "train", "prune")}
-    result = imp_seed(seed, "imp", imp_configs, runs_dir, quiet, ())
-    # The level whose density is the checked one (the schedule contains it).
-    level = min(result["levels"], key=lambda r: abs(r["density"] - configs["pai"].density))
-    level_dir = Path(level["ticket"]).parent
-    seed_dir = level_dir.parent
-    data = load_data(configs)
-    setup = ImpSetup(data, configs["data"], configs["model"], configs["train"], configs["prune"], seed, quiet)
-    ticket = load_ticket(level["ticket"])
-    out = {"ticket": level["test_accuracy"], "density": level["density"]}
-    for ablation, control in (("shuffle-layerwise", "shuffle-layerwise"), ("reinit", "random-reinit")):
-        out[ablation] = train_control(control, setup, seed_dir, level["level"], ticket.mask)["test_accuracy"]
-    # Inversion by IMP's own score: lowest |θ_T| of the previous level among the weights it kept.
-    previous = seed_dir / f"level-{level['level'] - 1}"
-    model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
-    load_final_weights(previous, model)
-    alive = load_ticket(previous / TICKET).mask
-    params = dict(model.named_parameters())
-    inverted = keep_top_k({n: -params[n].detach().abs() for n in alive.names()}, alive, ticket.mask.num_kept())
-    theta_k = read_safetensors(seed_dir / "level-0" / REWIND)[0]
-    out["invert"] = train_ticket_file(level_dir / TICKET, level_dir / "ablation-invert", data, quiet, mask=inverted,
-                                      weights=theta_k, label=f"seed {seed} invert")["test_accuracy"]
-    return out
+def check_one_shot_sanity(configs: dict, schedule: str | None, data=None) -> None:
+    """The data fits the recipe and rewind step, and the method's request checks (density, options)."""
+    if schedule is not None:
+        raise TicketlabError("--imp-schedule applies to --method imp or ltr; drop it")
+    pai = configs["pai"]
+    data, model = checked_data(configs, {"--rewind-step": pai.rewind_step}, data=data)
+    check_pai_request(configs, data, model, pai.method, pai.density)
 
 
-def imp_schedule(density: float, schedule: str | None) -> str:
-    """The IMP run's density schedule: the one given (it must reach `density`), or 20% per level down to
-    `density`, the last level landing on it exactly."""
-    if schedule:
-        densities = density_schedule(PruneConfig(schedule=schedule))
-        if not any(math.isclose(d, density, rel_tol=1e-9) for d in densities):
-            raise TicketlabError(f"--imp-schedule {schedule} does not contain --density {density}; add it")
-        return schedule
-    if not 0 < density < 1:
-        raise TicketlabError("--density must be below 1 for an IMP sanity check")
-    levels = []
-    while 0.8 ** (len(levels) + 1) > density * 1.0001:
-        levels.append(0.8 ** (len(levels) + 1))
-    return ",".join(f"{d:.6g}" for d in levels + [density])
+def run_one_shot_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
+                        schedule: str | None) -> tuple[dict, Path]:
+    check_method(configs["pai"].method)
+    open_run(runs_dir, "prune", configs)
+    per_seed = run_seeds(pai_sanity_seed, seeds, workers, configs, runs_dir, quiet)
+    return per_seed, run_dir_for(runs_dir, "prune", configs)
+
+
+ONE_SHOT = SanityProcedure(check=check_one_shot_sanity, run=run_one_shot_sanity)
+
+
+def sanity_procedure(method: str) -> SanityProcedure:
+    """How `method` is checked: its own procedure, or the one-shot one (one line for an unknown method)."""
+    return mask_method(method).sanity or ONE_SHOT
 
 
 def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, workers: int,
                schedule: str | None = None) -> dict:
-    """`schedule`: the density schedule of the IMP run checked by --method imp/ltr (see imp_schedule)."""
+    """`schedule`: the density schedule of the IMP run checked by --method imp/ltr (see lth.sanity.imp_schedule)."""
     method = configs["pai"].method
+    procedure = sanity_procedure(method)
     load_data(configs)
-    if method in IMP_METHODS:
-        pai = configs["pai"]
-        if method == "ltr" and pai.rewind_step in ("0it", "0ep", "0"):
-            raise TicketlabError("--method ltr needs a rewind step, e.g. --rewind-step 500it (imp resets to θ₀)")
-        rewind = pai.rewind_step if method == "ltr" else "0it"
-        prune = PruneConfig(rewind_step=rewind, schedule=imp_schedule(pai.density, schedule))
-        imp_configs = {k: configs[k] for k in ("data", "model", "train")} | {"prune": prune}
-        open_run(runs_dir, "imp", imp_configs)
-        per_seed = run_seeds(imp_sanity_seed, seeds, workers, {**configs, "prune": prune}, runs_dir, quiet)
-        run_dir = run_dir_for(runs_dir, "imp", imp_configs)
-    else:
-        check_method(method)
-        open_run(runs_dir, "prune", configs)
-        per_seed = run_seeds(pai_sanity_seed, seeds, workers, configs, runs_dir, quiet)
-        run_dir = run_dir_for(runs_dir, "prune", configs)
+    per_seed, run_dir = procedure.run(configs, seeds, runs_dir, quiet, workers, schedule)
 
     ticket_accs = [per_seed[s]["ticket"] for s in seeds]
     rows = [{"variant": "ticket", "test_accuracy": mean_std(ticket_accs)[0], "test_accuracy_std": mean_std(ticket_accs)[1],
@@ -169,13 +135,4 @@ def check_sanity_request(configs: dict, schedule: str | None = None, data=None) 
     """What `run_sanity` needs, checked before anything is written: a known method (imp and ltr with their
     IMP schedule), the data against the recipe and rewind step, and a density the model can keep.
     `data`: the Dataset, when it is already in memory."""
-    pai = configs["pai"]
-    if pai.method not in IMP_METHODS:
-        check_method(pai.method)
-        if schedule is not None:
-            raise TicketlabError("--imp-schedule applies to --method imp or ltr; drop it")
-    data, model = checked_data(configs, {"--rewind-step": pai.rewind_step}, data=data)
-    if pai.method in IMP_METHODS:
-        imp_levels_keep_weights(PruneConfig(schedule=imp_schedule(pai.density, schedule)), model, configs["model"].model)
-    else:
-        check_pai_request(configs, data, model, pai.method, pai.density)
+    sanity_procedure(configs["pai"].method).check(configs, schedule, data)

@@ -29,6 +29,7 @@ from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
 from ticketlab.models.supernet import mixed_blocks, path_widths
 from ticketlab.pai.find import find_mask
+from ticketlab.provenance import Provenance
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.runtime import TICKET, load_data, load_data_config, run_seeds
 from ticketlab.steps import to_iterations
@@ -159,15 +160,15 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
     retrain_seconds = retrain_summary["wall_time_seconds"] if retrain_summary else 0.0
     result.update(train_examples=examples, find_seconds=found_seconds, wall_time_seconds=found_seconds + retrain_seconds)
     init_state = {k: v * mask[k] if k in mask.tensors else v for k, v in outcome.init_state.items()}
-    info = {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "seed": seed,
-            "method": result["method"], "init_seed": derive_seed(seed, "init"), "data_seed": derive_seed(seed, "data"),
-            "rewind_step": 0, "train_config": vars(cfg).copy(), "supertickets_config": vars(scfg).copy(),
-            "metrics": {**found, **({"retrained": result["retrained"]} if retrain_summary else {})},
-            "ticket_density": result["density"]}
+    provenance = Provenance(dataset=configs["data"].dataset, data_config=configs["data"], train_config=cfg,
+                            method=result["method"], seed=seed, init_seed=derive_seed(seed, "init"),
+                            data_seed=derive_seed(seed, "data"), rewind_step=0,
+                            metrics={**found, **({"retrained": result["retrained"]} if retrain_summary else {})},
+                            extra={"supertickets_config": vars(scfg).copy(), "ticket_density": result["density"]})
     seed_dir.mkdir(parents=True, exist_ok=True)
     write_json(seed_dir / "events.json", outcome.events)
     ticket_path = seed_dir / TICKET
-    Ticket(model.architecture, mask, init_state, model.state_dict(), info).save(ticket_path)
+    Ticket(model.architecture, mask, init_state, model.state_dict(), provenance).save(ticket_path)
     result["ticket"] = str(ticket_path)
     write_json(seed_dir / RESULT, result)
     return result
@@ -249,15 +250,15 @@ def transfer_seed(seed: int, ticket_path: str, configs: dict, runs_dir: str, qui
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     summary = train(model, data, configs["train"], out_dir=seed_dir, mask=mask, data_seed=derive_seed(seed, "data"),
                     quiet=quiet, label=f"transfer seed {seed}")
-    info = {"dataset": configs["data"].dataset, "data_config": vars(configs["data"]).copy(), "seed": seed,
-            "method": f"transfer:{ticket.info.get('method', 'ticket')}", "transfer_source": str(ticket_path),
-            "source_dataset": ticket.info.get("dataset"), "train_config": vars(configs["train"]).copy(),
-            "rewind_step": 0, "metrics": summary}
+    source = ticket.provenance
+    provenance = Provenance(dataset=configs["data"].dataset, data_config=configs["data"], train_config=configs["train"],
+                            method=f"transfer:{source.method or 'ticket'}", seed=seed, rewind_step=0, metrics=summary,
+                            extra={"transfer_source": str(ticket_path), "source_dataset": source.dataset})
     ticket_out = seed_dir / TICKET
-    Ticket(model.architecture, mask, start, model.state_dict(), info).save(ticket_out)
+    Ticket(model.architecture, mask, start, model.state_dict(), provenance).save(ticket_out)
     result = {"seed": seed, "ticket": str(ticket_out), "source_ticket": str(ticket_path),
-              "source_dataset": ticket.info.get("dataset"), "dataset": configs["data"].dataset,
-              "method": info["method"], "test_accuracy": summary["test_accuracy"],
+              "source_dataset": source.dataset, "dataset": configs["data"].dataset,
+              "method": provenance.method, "test_accuracy": summary["test_accuracy"],
               "early_stop_test_accuracy": summary["early_stop_test_accuracy"], "density": mask.density(),
               "train_examples": summary["train_examples"], **costs(model, mask, data.input_shape)}
     write_json(seed_dir / RESULT, result)
