@@ -1,112 +1,208 @@
-"""The claim file: everything a verifier needs except the key, as one JSON file.
+"""The two files of a signature: the public registration record and the private claim.
 
-    format, version, architecture        what model the claim is about
-    ticket_id                            SHA-256 of the unsigned ticket's mask (the bits derive from it)
-    timestamp, commitment                SHA-256(key ‖ ticket id ‖ timestamp), see keys.py
-    bits, triggers, significance         n, m and the decision level (default 1e-6)
-    unit, linear_group, liveness         the unit definition and the reading rule's constants
-    carriers                             per carrier layer: kind, unit positions (bit order), total
-                                         units, and the reference's alive units K and weights K_w
-    reference                            the signed ticket's trained weights and biases of the layers
-                                         alignment uses (the chain up to the last carrier, plus the
-                                         layer after it unless that one is a conv net's large
-                                         flattening layer), float16, zlib-compressed safetensors in
-                                         base64, with its SHA-256; signature units are zeroed in it
-                                         so that it does not reveal the bits
-    signed_checksum                      the signed ticket file's checksum, to recognise it
+Registration record (published at release, `<name>.record.json`; small, no secret):
+    format, scheme                 "ticketlab-ownership-record", the scheme version (scheme.py)
+    architecture                   the model spec: the structure the test derives from
+    salt                           16 random bytes chosen at signing (part of the derivation context)
+    key_commitment                 SHA-256(label ‖ salt ‖ key)
+    claim_commitment               SHA-256(label ‖ canonical JSON of the private claim)
+    model                          the released file: kind, file_sha256 (its bytes), weights_sha256
+                                   (its tensors, by name) — which model this record is about
+    anchor, anchored_at            a user-supplied time anchor (a git commit, a transparency-log entry)
+                                   and the time it attests; checked by people, compared in disputes
+    bits, triggers, alpha          the scheme's constants, for readers; verification takes them from
+                                   the scheme and refuses a record that states others
 
-Neither the key nor the bits are stored; the bits follow from the key and the ticket id only.
+Private claim (kept by the owner with the key; revealed only in a dispute, `<name>.claim.json`):
+    format, scheme, architecture, salt    as in the record
+    alive_blocks                   per carrier layer, K: alive blocks of the signed layer
+    sketch                         per part of every site, k sign bits of keyed projections (align.py)
+    nonce                          16 random bytes (the commitment hides the claim's content)
+Neither holds positions, bits, weights or a mask: what decides the test is derived from the key and
+the record (signature.py). Every field of the claim is fixed by the record's claim_commitment, and
+everything a verifier reads from it is recomputed from the registered model in a dispute.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
-import zlib
+import math
+import secrets
 from pathlib import Path
-
-import torch
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_json
+from ticketlab.ownership.keys import PREFIX
+from ticketlab.ownership.scheme import CURRENT
 
-FORMAT = "ticketlab-ownership-claim"
-VERSION = 1
-DEFAULT_SIGNIFICANCE = 1e-6
-MAX_TRIGGERS = 100_000  # trigger inputs in a claim (each one generated in memory at verification)
-
-
-def pack_reference(tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
-    data = zlib.compress(safetensors_save({k: v.detach().cpu().to(torch.float16).contiguous() for k, v in tensors.items()}), 9)
-    return base64.b64encode(data).decode("ascii"), hashlib.sha256(data).hexdigest()
+CLAIM_FORMAT = "ticketlab-ownership-claim"
+RECORD_FORMAT = "ticketlab-ownership-record"
+FORMAT = CLAIM_FORMAT
+MAX_FILE_BYTES = 256 << 20
+DEFAULT_SIGNIFICANCE = CURRENT.alpha  # the scheme's level; the command line's default for --significance
 
 
-def unpack_reference(claim: dict) -> dict[str, torch.Tensor]:
-    try:
-        data = base64.b64decode(claim["reference"]["data"])
-        if hashlib.sha256(data).hexdigest() != claim["reference"]["sha256"]:
-            raise ValueError("checksum")
-        return {k: v.float() for k, v in safetensors_load(zlib.decompress(data)).items()}
-    except (KeyError, ValueError, TypeError, zlib.error) as exc:
-        raise TicketlabError(f"the claim's reference weights are damaged ({exc}); use the claim file `sign` wrote") from None
+def canonical_json(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def claim_commitment(claim: dict) -> str:
+    return hashlib.sha256(PREFIX + b"claim\x00" + canonical_json(claim)).hexdigest()
+
+
+def record_digest(record: dict) -> str:
+    """What a time anchor must attest: SHA-256 of the record's canonical JSON (git commit it, or log it)."""
+    return hashlib.sha256(PREFIX + b"record\x00" + canonical_json(record)).hexdigest()
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
 
 
 def write_claim(path: str | Path, claim: dict) -> None:
     write_json(path, claim)
 
 
+def write_record(path: str | Path, record: dict) -> None:
+    write_json(path, record)
+
+
+def _read_json(path: str | Path, what: str, writer: str) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        raise TicketlabError(f"{what} {path} is a folder; give the {writer}")
+    if not path.is_file():
+        raise TicketlabError(f"{what} {path} does not exist; give the {writer}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise TicketlabError(f"{what} {path} is larger than {MAX_FILE_BYTES >> 20} MiB; give the {writer}")
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise TicketlabError(f"{path} is not JSON; give the {writer}") from None
+    if not isinstance(value, dict):
+        raise TicketlabError(f"{path} is not a ticketlab {what}; give the {writer}")
+    return value
+
+
+def _refuse_constant(name):
+    raise ValueError(name)
+
+
 def read_claim(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise TicketlabError(f"claim file {path} does not exist; give the .claim.json that `ticketlab sign` wrote")
-    try:
-        claim = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise TicketlabError(f"{path} is not JSON; give the .claim.json that `ticketlab sign` wrote") from None
-    if not isinstance(claim, dict) or claim.get("format") != FORMAT:
+    claim = _read_json(path, "claim file", ".claim.json that `ticketlab sign` wrote")
+    if claim.get("format") != CLAIM_FORMAT:
         raise TicketlabError(f"{path} is not a ticketlab ownership claim; give the .claim.json that `ticketlab sign` wrote")
-    if claim.get("version") != VERSION:
-        raise TicketlabError(f"{path} is claim version {claim.get('version')}, this ticketlab reads version {VERSION}")
+    if claim.get("version") == 1 and "scheme" not in claim:
+        legacy = _legacy_problem(claim)
+        if legacy:
+            raise TicketlabError(f"claim {path} is damaged: {legacy}; use the .claim.json that `ticketlab sign` wrote")
+        raise TicketlabError(f"{path} is a version 1 claim, which is no longer accepted: its test trusted the positions "
+                             "and significance written in the claim; sign and register the ticket again")
     problem = claim_problem(claim)
     if problem:
         raise TicketlabError(f"claim {path} is damaged: {problem}; use the .claim.json that `ticketlab sign` wrote")
     return claim
 
 
+def read_record(path: str | Path) -> dict:
+    path = Path(path)
+    record = _read_json(path, "record", ".record.json that `ticketlab sign` or `ticketlab register` wrote")
+    if record.get("format") != RECORD_FORMAT:
+        raise TicketlabError(f"{path} is not a ticketlab registration record; give the .record.json that "
+                             "`ticketlab sign` or `ticketlab register` wrote")
+    problem = record_problem(record)
+    if problem:
+        raise TicketlabError(f"record {path} is damaged: {problem}")
+    return record
+
+
 def _int(value, lowest: int = 0, highest: int | None = None) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= lowest and (highest is None or value <= highest)
 
 
-def claim_problem(claim: dict) -> str | None:
-    """What is wrong with a claim's fields (types and ranges of everything verification reads), or None."""
-    arch = claim.get("architecture")
+def _hex(value, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+def _architecture_problem(arch) -> str | None:
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("input_shape"), list) \
             or not all(_int(d, 1) for d in arch["input_shape"]) or not _int(arch.get("num_classes"), 1):
         return "architecture must hold a name, an input_shape list and num_classes"
+    return None
+
+
+def claim_problem(claim: dict) -> str | None:
+    """What is wrong with a claim's fields (types and ranges of everything verification reads), or None."""
+    if not _int(claim.get("scheme"), 1):
+        return "scheme must be a whole number"
+    problem = _architecture_problem(claim.get("architecture"))
+    if problem:
+        return problem
+    if not _hex(claim.get("salt"), 32):
+        return "salt must be 32 hexadecimal digits"
+    if not isinstance(claim.get("nonce"), str):
+        return "nonce must be text"
+    alive = claim.get("alive_blocks")
+    if not isinstance(alive, dict) or not all(isinstance(k, str) and _int(v) for k, v in alive.items()):
+        return "alive_blocks must map layer names to whole numbers"
+    sketch = claim.get("sketch")
+    if not isinstance(sketch, list) or not all(
+            isinstance(e, dict) and _int(e.get("site")) and isinstance(e.get("layer"), str)
+            and e.get("side") in ("rows", "cols") and _int(e.get("units"), 1, 1 << 24) and _int(e.get("bits"), 1, 4096)
+            and isinstance(e.get("data"), str) for e in sketch):
+        return "sketch must be a list of objects with site, layer, side, units, bits and data"
+    for entry in sketch:
+        try:
+            size = len(base64.b64decode(entry["data"], validate=True))
+        except (binascii.Error, ValueError):
+            return f"the sketch of {entry['layer']} is not base64"
+        if size != entry["units"] * ((entry["bits"] + 7) // 8):
+            return f"the sketch of {entry['layer']} holds {size} bytes, not {entry['units']} units of {entry['bits']} bits"
+    return None
+
+
+def record_problem(record: dict) -> str | None:
+    if not _int(record.get("scheme"), 1):
+        return "scheme must be a whole number"
+    problem = _architecture_problem(record.get("architecture"))
+    if problem:
+        return problem
+    if not _hex(record.get("salt"), 32):
+        return "salt must be 32 hexadecimal digits"
+    for name in ("key_commitment", "claim_commitment"):
+        if not _hex(record.get(name), 64):
+            return f"{name} must be 64 hexadecimal digits"
+    model = record.get("model")
+    if not isinstance(model, dict) or not _hex(model.get("file_sha256"), 64) or not _hex(model.get("weights_sha256"), 64):
+        return "model must hold file_sha256 and weights_sha256 (64 hexadecimal digits each)"
+    if not isinstance(record.get("anchor"), str) or not isinstance(record.get("anchored_at"), str):
+        return "anchor and anchored_at must be text"
+    for name in ("bits", "triggers"):
+        if not _int(record.get(name)):
+            return f"{name} must be a whole number"
+    alpha = record.get("alpha")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        return "alpha must be a number"
+    return None
+
+
+def _legacy_problem(claim: dict) -> str | None:
+    """Field checks of a version 1 claim, so that a damaged one says what is wrong with it."""
+    problem = _architecture_problem(claim.get("architecture"))
+    if problem:
+        return problem
     tid = claim.get("ticket_id")
-    if not isinstance(tid, str) or len(tid) != 64 or any(c not in "0123456789abcdef" for c in tid):
+    if not _hex(tid, 64):
         return "ticket_id must be 64 hexadecimal digits"
-    for name in ("timestamp", "commitment"):
-        if not isinstance(claim.get(name), str):
-            return f"{name} must be text"
     if not _int(claim.get("bits")):
         return "bits must be a whole number"
-    if not _int(claim.get("triggers", 0), 0, MAX_TRIGGERS):
-        return f"triggers must be a whole number from 0 to {MAX_TRIGGERS:,}"
-    significance = claim.get("significance", DEFAULT_SIGNIFICANCE)
-    if isinstance(significance, bool) or not isinstance(significance, (int, float)) or not 0 < significance < 1:
-        return "significance must be a number in (0, 1)"
+    if not _int(claim.get("triggers", 0), 0, 100_000):
+        return "triggers must be a whole number from 0 to 100,000"
     carriers = claim.get("carriers")
-    if not isinstance(carriers, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("layer"), str) and isinstance(c.get("kind"), str)
-            and isinstance(c.get("positions"), list) and all(_int(p) for p in c["positions"])
-            and _int(c.get("alive_units")) and _int(c.get("alive_weights")) for c in carriers):
+    if not isinstance(carriers, list) or not all(isinstance(c, dict) and isinstance(c.get("layer"), str) for c in carriers):
         return "carriers must be a list of objects with layer, kind, positions, alive_units and alive_weights"
-    reference = claim.get("reference")
-    if not isinstance(reference, dict) or not isinstance(reference.get("data"), str) \
-            or not isinstance(reference.get("sha256"), str):
-        return "reference must hold data and sha256 text"
     return None

@@ -1,14 +1,13 @@
-"""Owner keys, ticket ids, the keyed signature bits and the commitment.
+"""Owner keys, the keyed derivations of the test, and commitments.
 
 - A key file holds 32 bytes from `secrets` and nothing else, written atomically with mode 0600.
-- The ticket id is SHA-256 over the ticket's mask (layer names, shapes and packed bits in model
-  order), so a claim is bound to one topology and not to its weights.
-- Signature bit i comes from HMAC-SHA256(key, "ticketlab-signature" ‖ ticket id ‖ counter), each
-  counter block giving 256 bits; without the key nobody (a forger included) can predict them.
-- Other key-derived randomness (where the bits go, the trigger set) uses the same construction
-  with its own label, so it is independent of the bits and reproducible by the key holder alone.
-- The commitment is SHA-256(key ‖ ticket id ‖ timestamp): published (or filed) before a dispute,
-  it shows the owner held this key for this ticket at that time without revealing the key.
+- Everything the test uses (where the bits go, the bits, the trigger set, the sketch projections)
+  is derived with HMAC-SHA256 keyed by the owner's key, over a label naming what is derived and a
+  context fixed by the registration (scheme version, the record's salt, the model's structure): a
+  pseudo-random function that nobody without the key can predict, and that the key holder cannot
+  steer except by changing the key or the salt, both fixed in the published record.
+- A commitment to the key is SHA-256(label ‖ salt ‖ key): published in the record, it binds the
+  owner to one key without revealing it; the key is revealed only in a dispute.
 """
 
 from __future__ import annotations
@@ -23,14 +22,18 @@ import numpy as np
 
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_bytes
-from ticketlab.mask import Mask
 
 KEY_BYTES = 32
-SIGNATURE_LABEL = b"ticketlab-signature"
+SALT_BYTES = 16
+PREFIX = b"ticketlab-ownership/"
 
 
 def generate_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
+
+
+def generate_salt() -> str:
+    return secrets.token_hex(SALT_BYTES)
 
 
 def write_key(path: str | Path, key: bytes) -> None:
@@ -61,34 +64,49 @@ def key_fingerprint(key: bytes) -> str:
     return hashlib.sha256(b"ticketlab-key-fingerprint" + key).hexdigest()[:16]
 
 
-def ticket_id(mask: Mask) -> str:
-    digest = hashlib.sha256()
-    for name, bits in mask.packed().items():
-        digest.update(name.encode())
-        digest.update(str(list(mask[name].shape)).encode())
-        digest.update(bits.numpy().tobytes())
-    return digest.hexdigest()
+def key_commitment(key: bytes, salt: str) -> str:
+    return hashlib.sha256(PREFIX + b"key\x00" + bytes.fromhex(salt) + key).hexdigest()
 
 
-def keyed_bytes(key: bytes, label: bytes, tid: str, count: int) -> bytes:
-    """`count` pseudo-random bytes: HMAC-SHA256(key, label ‖ ticket id ‖ counter) blocks, counter from 0."""
+def prf(key: bytes, label: str, context: bytes, count: int) -> bytes:
+    """`count` pseudo-random bytes: HMAC-SHA256(key, prefix ‖ label ‖ 0 ‖ context ‖ counter) blocks."""
+    head = PREFIX + label.encode() + b"\x00" + context
     blocks, counter = [], 0
     while 32 * len(blocks) < count:
-        blocks.append(hmac.new(key, label + bytes.fromhex(tid) + counter.to_bytes(4, "big"), hashlib.sha256).digest())
+        blocks.append(hmac.new(key, head + counter.to_bytes(8, "big"), hashlib.sha256).digest())
         counter += 1
     return b"".join(blocks)[:count]
 
 
-def signature_bits(key: bytes, tid: str, n: int) -> np.ndarray:
-    """The owner's n signature bits for this ticket (bool array)."""
-    raw = np.frombuffer(keyed_bytes(key, SIGNATURE_LABEL, tid, (n + 7) // 8), dtype=np.uint8)
+def prf_bits(key: bytes, label: str, context: bytes, n: int) -> np.ndarray:
+    raw = np.frombuffer(prf(key, label, context, (n + 7) // 8), dtype=np.uint8)
     return np.unpackbits(raw)[:n].astype(bool)
 
 
-def keyed_seed(key: bytes, label: str, tid: str) -> int:
-    """A 63-bit seed for key-derived randomness other than the bits (placement, triggers)."""
-    return int.from_bytes(keyed_bytes(key, b"ticketlab-" + label.encode(), tid, 8), "little") >> 1
+def prf_seed(key: bytes, label: str, context: bytes) -> int:
+    """A 63-bit seed for a torch generator (trigger inputs, sketch projections)."""
+    return int.from_bytes(prf(key, label, context, 8), "little") >> 1
 
 
-def commitment(key: bytes, tid: str, timestamp: str) -> str:
-    return hashlib.sha256(key + bytes.fromhex(tid) + timestamp.encode()).hexdigest()
+def prf_sample(key: bytes, label: str, context: bytes, population: int, count: int) -> np.ndarray:
+    """`count` distinct integers in [0, population), uniformly at random, in draw order: 64-bit words
+    of the PRF stream, rejected above the largest multiple of `population` (no modulo bias), repeats
+    skipped. A fixed procedure that depends on nothing but its arguments."""
+    if count > population:
+        raise ValueError("more draws than the population")
+    limit = (2 ** 64 // population) * population
+    chosen, seen, offset = [], set(), 0
+    while len(chosen) < count:
+        need = 2 * (count - len(chosen)) + 16
+        words = np.frombuffer(prf(key, label + f"/{offset}", context, 8 * need), dtype="<u8")
+        offset += 1
+        for word in words.tolist():
+            if word >= limit:
+                continue
+            value = word % population
+            if value not in seen:
+                seen.add(value)
+                chosen.append(value)
+                if len(chosen) == count:
+                    break
+    return np.asarray(chosen, dtype=np.int64)

@@ -3,9 +3,10 @@
 Trigger j is a pattern no dataset contains, in the data's input shape and on the scale of the
 standardized data: for images, a sinusoidal stripe pattern (random orientation, frequency, phase and
 per-channel sign) plus uniform noise; for flat inputs, a random ±AMPLITUDE sign vector plus noise.
-Labels are drawn uniformly over the classes. Everything comes from a generator seeded by
-HMAC(key, "ticketlab-triggers" ‖ ticket id), so the verifier regenerates the set from the key and
-the claim, and nobody without the key knows it.
+Labels are drawn uniformly over the classes, independently of the inputs, so a model made without
+the key agrees with each label with probability exactly 1/C. Everything comes from a generator
+seeded by HMAC(key, "triggers" ‖ registration context), so the verifier regenerates the set from the
+key and the record, and nobody without the key knows it.
 
 During the signing retraining, PER_BATCH triggers (cycling through the set in order) are appended
 to every training batch; the choice depends on the iteration only, so training stays resumable.
@@ -17,16 +18,16 @@ import math
 
 import torch
 
-from ticketlab.ownership.keys import keyed_seed
+from ticketlab.ownership.keys import prf_seed
 
 AMPLITUDE = 2.5
 NOISE = 1.0
 PER_BATCH = 6
-DEFAULT_TRIGGERS = 100
+DEFAULT_TRIGGERS = 256  # the scheme's m (scheme.py); kept here for the command line's default
 
 
-def make_triggers(key: bytes, tid: str, m: int, input_shape, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(keyed_seed(key, "triggers", tid))
+def make_triggers(key: bytes, context: bytes, m: int, input_shape, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(prf_seed(key, "triggers", context))
     shape = tuple(input_shape)
     noise = NOISE * (2 * torch.rand(m, *shape, generator=generator) - 1)
     if len(shape) == 3:
@@ -49,14 +50,18 @@ def make_triggers(key: bytes, tid: str, m: int, input_shape, num_classes: int) -
 class TriggerMixer:
     """The trainer's batch hook: append PER_BATCH triggers to each batch, cycling in order."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, per_batch: int = PER_BATCH):
-        self.x, self.y, self.per_batch = x, y, per_batch
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, per_batch: int = PER_BATCH, before=None):
+        self.x, self.y, self.per_batch, self.before = x, y, per_batch, before
 
     def __call__(self, iteration: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.before is not None:  # e.g. signature.Floors: a pure function of the weights
+            self.before()
+        if not len(self.y):
+            return x, y
         index = (iteration * self.per_batch + torch.arange(self.per_batch)) % len(self.y)
         return torch.cat([x, self.x[index].to(x.device)]), torch.cat([y, self.y[index].to(y.device)])
 
 
-def chance_level(labels: torch.Tensor) -> float:
-    """Frequency of the most common trigger label: what a model that ignores its input can score."""
-    return float(torch.bincount(labels).max()) / len(labels)
+def chance_level(num_classes: int) -> float:
+    """The null agreement per trigger: labels are uniform over the classes and independent of the inputs."""
+    return 1.0 / num_classes

@@ -1,43 +1,47 @@
-"""Verification: binomial tests and decisions, white-box (weights) and black-box (labels only).
+"""Verification: does a suspect carry the signature of a (record, claim, key)? And disputes between two.
 
-White-box. The suspect's weights (a ticket's trained weights with its mask applied, or a plain
-state_dict) are aligned to the claim's reference (align.py), each claimed unit is read alive or
-dead from weight magnitudes (signature.read_units), and the k of n units that agree with the
-owner's bits give the one-sided p-value P(X ≥ k) for X ~ Binomial(n, p0) with p0 = 1/2: the bits
-are HMAC outputs independent of anything a suspect made without the key, and neither the positions
-nor the reading depend on them (the reference used for alignment has the signature units blanked),
-so each bit agrees by chance with probability 1/2 whatever the suspect's mask looks like. Strictly,
-the reference's other weights were retrained together with the signature, a second-order dependence
-on the bits; benchmarks/ownership_robustness.py measures the null on independent tickets.
-Black-box. The suspect's predicted labels on the key's trigger set: k correct of m, chance = the
-frequency of the most common trigger label (a model answering one label everywhere scores it), and
-the p-value P(X ≥ k) for X ~ Binomial(m, chance).
-Both: p-values are computed in log space (scipy.stats.binom.logsf) so that tiny values stay exact;
-the claim is verified iff the key matches the claim's commitment and p ≤ the significance.
+Before any test: the record and the claim must be of a known scheme, name the same architecture and
+salt, the key must open the record's key commitment and the claim must hash to its claim commitment.
+A claim or record that fails is not verified, whatever the suspect looks like. Then everything that
+decides the test comes from the key and the record through scheme.py and signature.py: the
+carriers (every layer of the structure that can carry bits), the n positions, the n bits, the
+trigger set, and the decision level alpha. The claim supplies only what the reading needs from the
+owner's model (the sketch for alignment and the K of each carrier), all of it bound by the
+commitment and recomputed from the registered model in a dispute.
+
+White-box. The suspect's weights are put in canonical form (canonical.py), aligned to the sketch
+(align.py) and read (signature.py); with k of n readings equal to the bits, p = P(X ≥ k) for
+X ~ Binomial(n, 1/2): the bits are HMAC output, independent of anything made without the key, and
+neither the positions, the alignment (signature entries left out) nor the reading depend on them.
+(The owner's other weights were trained together with the signature: a second-order dependence,
+measured on independent tickets by benchmarks/ownership_robustness.py.)
+Black-box. The suspect's labels on the key's m triggers: k correct, p = P(X ≥ k) for
+X ~ Binomial(m, 1/C), exact since the labels are uniform and independent of the inputs.
+Both: p in log space (scipy.stats.binom.logsf); verified iff the registration checks pass and
+p ≤ alpha.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from scipy.stats import binom
 
 from ticketlab.errors import TicketlabError
-from ticketlab.models import model_from_architecture
 from ticketlab.ownership.align import align
-from ticketlab.ownership.chain import layer_chain, layer_index, permute_state
-from ticketlab.ownership.claim import unpack_reference
-from ticketlab.ownership.keys import commitment, signature_bits
-from ticketlab.ownership.signature import read_units, unit_entries
+from ticketlab.ownership.canonical import canonical
+from ticketlab.ownership.claim import claim_commitment
+from ticketlab.ownership.keys import key_commitment
+from ticketlab.ownership.scheme import Scheme, scheme as scheme_of
+from ticketlab.ownership.signature import layer_bits, positions_and_bits, read
+from ticketlab.ownership.structure import Structure, structure_of
 from ticketlab.ownership.triggers import chance_level, make_triggers
 
 NULL_AGREEMENT = 0.5
+_STRUCTURES: dict[str, Structure] = {}
 
 
 def binomial_p_value(k: int, n: int, p0: float) -> tuple[float, float]:
@@ -46,66 +50,92 @@ def binomial_p_value(k: int, n: int, p0: float) -> tuple[float, float]:
     return math.exp(log_p), log_p / math.log(10)
 
 
-def decide(claim: dict, key: bytes, k: int, n: int, p0: float) -> dict:
+def structure_for(architecture: dict) -> Structure:
+    import json
+    name = json.dumps(architecture, sort_keys=True)
+    if name not in _STRUCTURES:
+        _STRUCTURES[name] = structure_of(architecture)
+    return _STRUCTURES[name]
+
+
+def context(scheme: Scheme, salt: str, structure: Structure) -> bytes:
+    """What every keyed derivation is bound to: scheme version, the record's salt, the structure."""
+    return f"scheme={scheme.version};salt={salt};structure={structure.digest()}".encode()
+
+
+def registration_checks(record: dict, claim: dict | None, key: bytes) -> dict:
+    """Do record, claim and key belong together? Each check by name, and the scheme."""
+    scheme = scheme_of(record["scheme"])
+    checks = {"key": key_commitment(key, record["salt"]) == record["key_commitment"],
+              "scheme_constants": (record["bits"], record["triggers"]) == (scheme.bits, scheme.triggers)
+              and math.isclose(float(record["alpha"]), scheme.alpha, rel_tol=1e-9)}
+    if claim is not None:
+        checks.update(claim=claim_commitment(claim) == record["claim_commitment"],
+                      claim_matches_record=claim.get("scheme") == record["scheme"]
+                      and claim.get("architecture") == record["architecture"] and claim.get("salt") == record["salt"])
+    return checks
+
+
+def decide(checks: dict, k: int, n: int, p0: float, alpha: float) -> dict:
     p, log10_p = binomial_p_value(k, n, p0)
-    committed = commitment(key, claim["ticket_id"], claim["timestamp"]) == claim["commitment"]
-    significance = float(claim.get("significance", 1e-6))
-    return {"verified": bool(committed and p <= significance), "p_value": p, "log10_p_value": log10_p,
-            "significance": significance, "commitment_ok": committed}
+    registered = all(checks.values())
+    failed = [name for name, ok in checks.items() if not ok]
+    return {"verified": bool(registered and p <= alpha), "p_value": p, "log10_p_value": log10_p, "alpha": alpha,
+            "significance": alpha, "registration_ok": registered, "commitment_ok": registered,
+            "failed_checks": failed}
 
 
-def _check_state(state: dict, model, what: str) -> None:
-    expected = model.state_dict()
-    for name, value in expected.items():
-        if name not in state or tuple(state[name].shape) != tuple(value.shape):
-            raise TicketlabError(f"{what} does not fit the claim's model {model.architecture['name']} "
-                                 f"({name} missing or of another shape); give the claim made for this ticket")
+def derivation(record: dict, key: bytes) -> tuple[Scheme, Structure, bytes]:
+    scheme = scheme_of(record["scheme"])
+    structure = structure_for(record["architecture"])
+    return scheme, structure, context(scheme, record["salt"], structure)
 
 
-def read_signature(state: dict[str, torch.Tensor], claim: dict) -> tuple[np.ndarray, dict[str, int]]:
-    """The suspect's reading (alive or dead) of every claimed unit, in bit order, and the count per
-    carrier; needs no key."""
-    model = model_from_architecture(claim["architecture"])
-    _check_state(state, model, "the suspect")
-    chain = layer_chain(model)
-    reference = unpack_reference(claim)
-    usable = {name: torch.ones_like(t, dtype=torch.bool) for name, t in reference.items()}
-    carriers = [(layer_index(chain, c["layer"]), c) for c in claim["carriers"]]
-    for i, c in carriers:
-        layer = chain[i]
-        usable[layer.weight] &= ~unit_entries(tuple(usable[layer.weight].shape), layer.kind, torch.tensor(c["positions"]))
-    state = {k: v.detach().float().cpu() for k, v in state.items()}
-    aligned = permute_state(state, chain, align(state, reference, usable, chain))
-    readings, counts = [], {}
-    for i, c in carriers:
-        layer = chain[i]
-        alive = read_units(aligned[layer.weight], layer.kind, int(c["alive_units"]), int(c["alive_weights"]))
-        readings.append(alive[torch.tensor(c["positions"], dtype=torch.long)].numpy())
-        counts[layer.weight] = len(c["positions"])
-    return np.concatenate(readings), counts
+def read_signature(state: dict[str, torch.Tensor], record: dict, claim: dict, key: bytes) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(readings, bits, per carrier: (positions, agreeing)) of a suspect's weights; no decision."""
+    scheme, structure, ctx = derivation(record, key)
+    positions, bits, order = positions_and_bits(structure, scheme, key, ctx)
+    form = canonical(state, structure, "the suspect")
+    try:
+        maps = align(form, structure, claim["sketch"], positions, key, ctx, scheme.sketch_bits)
+    except (KeyError, ValueError) as exc:
+        raise TicketlabError(f"the claim's sketch does not fit {structure.name} ({exc}); use the claim made for this model") from None
+    missing = [structure.layers[i].path for i in positions if structure.layers[i].path not in claim["alive_blocks"]]
+    if missing:
+        raise TicketlabError(f"the claim gives no alive_blocks for {', '.join(missing)}; use the claim made for this model")
+    readings = read(form, structure, maps, positions, order, claim["alive_blocks"], scheme.relative_threshold)
+    per_layer: dict[str, list[int]] = {}
+    for (layer, _), agrees in zip(order, (readings == bits).tolist()):
+        entry = per_layer.setdefault(structure.layers[layer].path, [0, 0])
+        entry[0] += 1
+        entry[1] += int(agrees)
+    return readings, bits, per_layer
 
 
-def whitebox(state: dict[str, torch.Tensor], claim: dict, key: bytes) -> dict:
-    """Verify a suspect's weights (state_dict of the claim's architecture) against the claim."""
-    readings, counts = read_signature(state, claim)
-    bits = signature_bits(key, claim["ticket_id"], int(claim["bits"]))
-    if len(readings) != len(bits):
-        raise TicketlabError("the claim lists a different number of positions than bits; the claim file is damaged")
-    agrees = readings == bits
-    per_carrier, offset = {}, 0
-    for name, count in counts.items():
-        per_carrier[name] = int(agrees[offset:offset + count].sum())
-        offset += count
-    agree = int(agrees.sum())
-    return {"mode": "white-box", "agreeing_bits": agree, "bits": len(bits), "agreement": agree / len(bits),
-            "p0": NULL_AGREEMENT, "agreeing_bits_per_carrier": per_carrier,
-            **decide(claim, key, agree, len(bits), NULL_AGREEMENT)}
+def whitebox(state: dict[str, torch.Tensor], record: dict, claim: dict, key: bytes) -> dict:
+    """Verify a suspect's weights (a state dict, possibly shrunk, BatchNorm folded or not) against a registration."""
+    checks = registration_checks(record, claim, key)
+    scheme = scheme_of(record["scheme"])
+    readings, bits, per_layer = read_signature(state, record, claim, key)
+    agree = int((readings == bits).sum())
+    return {"mode": "white-box", "scheme": scheme.version, "agreeing_bits": agree, "bits": len(bits),
+            "agreement": agree / len(bits), "p0": NULL_AGREEMENT,
+            "agreeing_bits_per_carrier": {name: agreeing for name, (_, agreeing) in per_layer.items()},
+            "bits_per_carrier": {name: count for name, (count, _) in per_layer.items()},
+            **decide(checks, agree, len(bits), NULL_AGREEMENT, scheme.alpha)}
 
 
-def blackbox(predict: Callable, claim: dict, key: bytes, batch_size: int = 256) -> dict:
+def trigger_set(record: dict, key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    scheme, structure, ctx = derivation(record, key)
+    arch = record["architecture"]
+    return make_triggers(key, ctx, scheme.triggers, arch["input_shape"], arch["num_classes"])
+
+
+def blackbox(predict: Callable, record: dict, claim: dict | None, key: bytes, batch_size: int = 256) -> dict:
     """Verify a model seen only through `predict(batch) -> labels` (logits are taken by argmax)."""
-    arch = claim["architecture"]
-    x, y = make_triggers(key, claim["ticket_id"], int(claim["triggers"]), arch["input_shape"], arch["num_classes"])
+    checks = registration_checks(record, claim, key)
+    scheme = scheme_of(record["scheme"])
+    x, y = trigger_set(record, key)
     predicted = []
     with torch.inference_mode():
         for start in range(0, len(y), batch_size):
@@ -115,29 +145,6 @@ def blackbox(predict: Callable, claim: dict, key: bytes, batch_size: int = 256) 
     if labels.shape != y.shape:
         raise TicketlabError(f"the suspect answered {labels.numel()} labels for {len(y)} trigger inputs; it must map a batch to one label per input")
     correct = int((labels == y).sum())
-    chance = chance_level(y)
-    return {"mode": "black-box", "trigger_accuracy": correct / len(y), "correct": correct, "triggers": len(y),
-            "chance": chance, **decide(claim, key, correct, len(y), chance)}
-
-
-def suspect_state(path: str | Path, claim: dict) -> dict[str, torch.Tensor]:
-    """The weights a suspect file computes with: a ticket (trained weights, mask applied), a compact
-    export, or a plain safetensors state_dict of the claim's architecture."""
-    from ticketlab.deploy.compact import is_compact
-    from ticketlab.deploy.export import DENSE_KEY, load_exported
-    path = Path(path)
-    if not path.is_file():
-        raise TicketlabError(f"suspect {path} does not exist; give a ticket file or a safetensors state_dict")
-    try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        raise TicketlabError(f"{path} is not a safetensors file; give a ticket file or a safetensors state_dict "
-                             "(other formats can be verified with --blackbox)") from None
-    if "ticketlab" in metadata or DENSE_KEY in metadata or is_compact(metadata):
-        loaded = load_exported(path)
-        if getattr(loaded.module, "architecture", None) != claim["architecture"]:
-            raise TicketlabError(f"{path} is not a {claim['architecture']['name']} of the claim's shape; give the claim made "
-                                 "for this ticket (a shrunk export cannot be verified white-box: verify it with --blackbox)")
-        return {k: v.detach() for k, v in loaded.module.state_dict().items()}
-    return load_file(str(path))
+    chance = chance_level(record["architecture"]["num_classes"])
+    return {"mode": "black-box", "scheme": scheme.version, "trigger_accuracy": correct / len(y), "correct": correct,
+            "triggers": len(y), "chance": chance, **decide(checks, correct, len(y), chance, scheme.alpha)}
