@@ -22,7 +22,8 @@ _EXPORTS = {
     "ticketlab.data": ("Dataset",),
     "ticketlab.errors": ("TicketlabError",),
     "ticketlab.mask": ("Mask",),
-    "ticketlab.ticket": ("Ticket",),
+    "ticketlab.provenance": ("Provenance",),
+    "ticketlab.ticket": ("NoRecipeWarning", "Ticket"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
