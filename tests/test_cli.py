@@ -1,13 +1,17 @@
 """The command line: help with defaults, JSON output, and bad input as one clear line with exit code 2."""
 
+import ast
 import gzip
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
 from conftest import TINY_IMP
 from ticketlab.cli import build_parser
+from ticketlab.cli.parser import COMMANDS
+from ticketlab.commands.build import build
 
 
 def assert_clean_error(res, *words):
@@ -145,3 +149,79 @@ def test_a_preset_gives_the_recipe_the_options_given_replace_and_the_recipe_is_a
     assert "batch_size 60" in recipe[0] and "steps 20it" in recipe[0]
     config = json.loads(next(tmp_path.glob("train-*/config.json")).read_text())["config"]["train"]
     assert (config["optimizer"], config["lr"], config["batch_size"], config["steps"]) == ("adam", 1.2e-3, 60, "20it")
+
+
+def test_a_field_a_section_shares_with_an_earlier_one_takes_its_prefix_and_the_old_spelling_still_works(cli):
+    text = cli("cts", "--help").out
+    assert "--cts-lr" in text and "--cts-batch-size" in text and "--search-lr" not in text
+    parser = build_parser()
+    for spelling in ("--cts-lr", "--search-lr"):
+        given = vars(parser.parse_args(["cts", spelling, "0.5", "--lr", "0.05", "--search-batch-size", "16"]))
+        configs, _ = build(COMMANDS[given.pop("command")], given)
+        assert (configs["cts"].lr, configs["train"].lr, configs["cts"].batch_size) == (0.5, 0.05, 16)
+
+
+# ---- the module graph: the command line is a client of the command registry -----------------------
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# Imports of ticketlab modules inside functions that defer a heavy dependency, as (module, imported
+# module). Any other function-local import hides a dependency: write it at the top.
+DEFERRED_IMPORTS = {("ticketlab.ownership", "ticketlab.ownership.jobs"),  # its Python API loads scipy on first use
+                    ("ticketlab.ownership", "ticketlab.ownership.verify")}
+
+
+def ticketlab_imports() -> list[tuple[str, str, bool]]:
+    """(importing module, imported module, inside a function) for every import of a ticketlab module."""
+    files = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (SRC / "ticketlab").rglob("*.py")}
+    found = []
+    for module, path in files.items():
+        tree = ast.parse(path.read_text())
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        local = {id(node) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for node in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + [node.module or ""]) \
+                    .strip(".") if node.level else node.module or ""
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            found += [(module, target, id(node) in local) for target in targets if target in files]
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A path of imports from a module back to itself, or None."""
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            return path[path.index(module):] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if found := visit(imported):
+                return found
+        path.pop()
+        done.add(module)
+        return None
+    return next((cycle for module in sorted(graph) if (cycle := visit(module))), None)
+
+
+def test_no_import_cycle_and_no_imports_hidden_in_functions():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    imports = ticketlab_imports()
+    graph: dict[str, set[str]] = {}
+    for module, imported, _ in imports:
+        graph.setdefault(module, set()).add(imported)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    hidden = sorted({(module, imported) for module, imported, local in imports if local} - DEFERRED_IMPORTS)
+    assert not hidden, f"imports inside functions (write them at the top of the module): {hidden}"
+    # The command line is a client: nothing but its entry point imports it (sweeps use the registry).
+    clients = {m for m, imported, _ in imports if imported.startswith("ticketlab.cli")}
+    assert {m for m in clients if not m.startswith("ticketlab.cli")} == {"ticketlab.__main__"}

@@ -5,6 +5,12 @@ import json
 
 import pytest
 
+from ticketlab.cli import build_parser
+from ticketlab.commands.build import build
+from ticketlab.commands.registry import command
+from ticketlab.config import to_dict
+from ticketlab.sweep import point
+
 GRID = """
 command = "pai"
 [fixed]
@@ -56,6 +62,18 @@ def test_a_failing_run_is_reported_and_the_others_finish(cli, tmp_path, one_thre
     assert res.code == 1
     rows = res.json()["rows"]
     assert [r["ok"] for r in rows] == [True, False] and "must be in (0, 1]" in rows[1]["error"]
+
+
+def test_grid_values_are_read_as_the_command_line_reads_them(tmp_path):
+    """A grid point and the same options on the command line build the same configs, so they name the same runs."""
+    pai = command("pai")
+    configs, options = build(pai, point(pai, {"lr": 1, "seeds": [0, 1], "densities": [0.1, 0.05], "train-subset": 600,
+                                              "search_batch_size": 16}, str(tmp_path)))
+    assert isinstance(configs["train"].lr, float) and (options.seeds, options.densities) == ("0,1", "0.1,0.05")
+    assert options.json and options.quiet and options.runs_dir == str(tmp_path)
+    given = vars(build_parser().parse_args(["pai", "--lr", "1", "--seeds", "0,1", "--densities", "0.1,0.05",
+                                            "--train-subset", "600", "--cts-batch-size", "16"]))
+    assert to_dict(build(pai, {k: v for k, v in given.items() if k != "command"})[0]) == to_dict(configs)
 
 
 def test_bad_grids_are_refused_before_anything_runs(cli, tmp_path):

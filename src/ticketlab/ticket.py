@@ -29,6 +29,7 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import (checked_metadata, read_json, verify_checksum, write_checked_safetensors,
                              write_json)
 from ticketlab.mask import Mask
+from ticketlab.models import model_from_architecture
 from ticketlab.provenance import RECORDED, Provenance, recorded_config
 
 FORMAT_VERSION = 2  # 2: the checksum covers metadata and header too; timings moved beside the file
@@ -236,7 +237,6 @@ def _ints(values, least: int) -> bool:
 def check_ticket(ticket: Ticket, path) -> None:
     """The weights fit the recorded architecture and are finite: a file that passes its checksum may
     still have been written for another model, or from a diverged training."""
-    from ticketlab.models import model_from_architecture
     try:
         expected = {k: v.shape for k, v in model_from_architecture(ticket.architecture).state_dict().items()}
     except (TypeError, ValueError, KeyError, AttributeError, IndexError, RuntimeError) as exc:

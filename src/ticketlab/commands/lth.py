@@ -74,8 +74,10 @@ def imp_job(kind: str, controls: tuple[str, ...], configs: dict, options: DemoOp
         _, model = checked_data(configs, {"--rewind-step": configs["prune"].rewind_step})
         imp_levels_keep_weights(configs["prune"], model, configs["model"].model)
     announce(configs["train"], log)
-    return run_imp_job(kind, configs, seeds, options.runs_dir, quiet=options.silent, log=log, controls=controls,
-                       workers=options.workers)
+    result = run_imp_job(kind, configs, seeds, options.runs_dir, quiet=options.silent, log=log, controls=controls,
+                         workers=options.workers)
+    load_run(result["run_dir"], seeds)  # read back as the table reads it: a damaged file is refused, --json too
+    return result
 
 
 def imp(configs: dict, options: ImpOptions, log) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ticketlab import checks
 from ticketlab.config import option
 from ticketlab.errors import TicketlabError
 
@@ -80,7 +81,6 @@ def validate_config(config: CtsConfig) -> None:
 
 def check_search_steps(spec) -> None:
     """--search-steps: a length (2000it, 20ep) or a positive percentage of the training length (12.5%)."""
-    from ticketlab import checks
     if isinstance(spec, str) and spec.strip().endswith("%"):
         try:
             percent = float(spec.strip()[:-1])

@@ -28,6 +28,7 @@ from safetensors.torch import load as safetensors_load
 from torch import nn
 
 from ticketlab.deploy.compact import is_compact, load_compact, save_compact
+from ticketlab.deploy.shrink import shrink
 from ticketlab.errors import TicketlabError
 from ticketlab.files import safetensors_metadata, verify_checksum, write_bytes, write_checked_safetensors
 from ticketlab.mask import Mask
@@ -63,7 +64,6 @@ def ticket_model(ticket: Ticket, weights: str = "auto") -> nn.Module:
 
 
 def shrunk_model(model: nn.Module, mask: Mask) -> nn.Module:
-    from ticketlab.deploy.shrink import shrink
     return shrink(model, mask)[0].eval()
 
 

@@ -40,9 +40,13 @@ import torch
 
 from ticketlab.config import TrainConfig
 from ticketlab.data import batches_per_epoch
+from ticketlab.deploy.shrink import shrink as physically_shrink
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
+from ticketlab.models.registry import prunable_names
+from ticketlab.ownership.structure import analyse
+from ticketlab.ownership.verify import binomial_p_value
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import train
 
@@ -126,7 +130,6 @@ def transform_state(state: dict, structure, perms: dict, scales: dict) -> dict:
 
 
 def _structure(ticket: Ticket):
-    from ticketlab.ownership.structure import analyse
     return analyse(model_from_architecture(ticket.architecture))
 
 
@@ -211,7 +214,6 @@ def disguise(ticket: Ticket, c_max: float, generator: torch.Generator) -> Ticket
 
 
 def shrink(ticket: Ticket) -> Ticket:
-    from ticketlab.deploy.shrink import shrink as physically_shrink
     model = model_from_architecture(ticket.architecture)
     model.load_state_dict(weights_of(ticket))
     small, mask = physically_shrink(model, ticket.mask)
@@ -245,7 +247,6 @@ def finetune(ticket: Ticket, data, cfg: TrainConfig, epochs: float, keep_mask: b
 def snip_mask(model: torch.nn.Module, data, kept: int, batch_size: int, seed: int) -> Mask:
     """SNIP (Lee et al. 2019) at the model's current weights: keep the `kept` weights with the largest
     |w · ∂L/∂w| summed over SNIP_BATCHES batches, over all prunable tensors together."""
-    from ticketlab.models.registry import prunable_names
     names = list(prunable_names(model))
     params = dict(model.named_parameters())
     scores = {n: torch.zeros_like(params[n]) for n in names}
@@ -347,7 +348,6 @@ def forged_claims(record: dict, claim: dict, generator: np.random.Generator | No
 def best_of_keys(readings: np.ndarray, keys: int, seed: int = 0, chunk: int = 1 << 16) -> dict:
     """A key search against fixed readings: the most agreeing of `keys` random bit strings (what any
     key's HMAC bits are to a suspect made without it), its count and its p-value; vectorised."""
-    from ticketlab.ownership.verify import binomial_p_value
     n = len(readings)
     target = np.packbits(readings.astype(np.uint8))
     table = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint16)

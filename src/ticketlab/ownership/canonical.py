@@ -29,8 +29,12 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.deploy.compact import is_compact
+from ticketlab.deploy.export import DENSE_KEY, load_exported
 from ticketlab.errors import TicketlabError
-from ticketlab.ownership.structure import INPUT, OUTPUT, SITE, Structure
+from ticketlab.models import model_from_architecture
+from ticketlab.ownership.structure import INPUT, OUTPUT, SITE, Structure, structure_of
+from ticketlab.ticket import load_ticket
 
 BALANCE_TOLERANCE = 1e-9
 BALANCE_STEPS = 3000
@@ -110,8 +114,6 @@ def _load_safetensors(path: Path, architecture: dict):
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    from ticketlab.deploy.compact import is_compact
-    from ticketlab.deploy.export import DENSE_KEY, load_exported
     try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
@@ -119,7 +121,6 @@ def _load_safetensors(path: Path, architecture: dict):
         raise TicketlabError(f"{path} is not a safetensors file; give a ticket, a safetensors or .pt state_dict, "
                              "or an ONNX file") from None
     if "ticketlab" in metadata:
-        from ticketlab.ticket import load_ticket
         ticket = load_ticket(path)
         _same_architecture(ticket.architecture, architecture, path)
         state = ticket.trained_state if ticket.trained_state is not None else ticket.init_state
@@ -149,12 +150,10 @@ def _load_onnx(path: Path, architecture: dict) -> dict[str, torch.Tensor]:
         raise TicketlabError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
     graph = model.graph
     tensors = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
-    from ticketlab.models import model_from_architecture
     expected = model_from_architecture(architecture).state_dict()
     if any(name.endswith(".weight") and name in expected for name in tensors):
         return {k: v for k, v in tensors.items() if k in expected}
     # Names not kept: take the layers' weights in the order their nodes run.
-    from ticketlab.ownership.structure import structure_of
     structure = structure_of(architecture)
     found = []
     for node in graph.node:

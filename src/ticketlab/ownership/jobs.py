@@ -24,9 +24,9 @@ import torch
 
 from ticketlab import checks
 from ticketlab.config import TrainConfig, derive_seed, validate_train
-from ticketlab.deploy.export import ticket_model
+from ticketlab.deploy.export import export_onnx, load_exported, ticket_model
 from ticketlab.errors import TicketlabError
-from ticketlab.files import remove_stale_temporaries
+from ticketlab.files import remove_stale_temporaries, write_bytes
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership import attacks
 from ticketlab.ownership.align import align, descriptors, exclusions, make_sketch, parts, projection, unpack_sketch
@@ -35,10 +35,11 @@ from ticketlab.ownership.claim import (CLAIM_FORMAT, RECORD_FORMAT, claim_commit
                                        write_claim, write_record)
 from ticketlab.ownership.keys import generate_key, key_commitment, key_fingerprint, prf, read_key, write_key
 from ticketlab.ownership.scheme import CURRENT, Scheme
+from ticketlab.ownership.scheme import scheme as scheme_of
 from ticketlab.ownership.signature import Floors, embed, layer_bits, owner_alive_blocks, positions_and_bits
 from ticketlab.ownership.structure import Structure, analyse
 from ticketlab.ownership.triggers import PER_BATCH, TriggerMixer, make_triggers
-from ticketlab.ownership.verify import blackbox, context, derivation, structure_for, whitebox
+from ticketlab.ownership.verify import blackbox, context, derivation, registration_checks, structure_for, whitebox
 from ticketlab.runs import open_dir
 from ticketlab.runtime import load_data_config
 from ticketlab.ticket import Ticket, load_ticket, read_metadata, timings_path
@@ -183,7 +184,6 @@ def build_claim(state: dict[str, torch.Tensor], plan: Plan, key: bytes, architec
 
 def build_record(model_path: Path, state: dict, kind: str, claim: dict, key: bytes, anchor: str,
                  anchored_at: str) -> dict:
-    from ticketlab.ownership.scheme import scheme as scheme_of
     scheme = scheme_of(claim["scheme"])
     return {"format": RECORD_FORMAT, "scheme": scheme.version, "architecture": claim["architecture"],
             "salt": claim["salt"], "key_commitment": key_commitment(key, claim["salt"]),
@@ -338,7 +338,6 @@ def claim_fit(state: dict[str, torch.Tensor], record: dict, claim: dict, key: by
 
 def registration_problems(model_path: Path, record: dict, claim: dict, key: bytes) -> tuple[dict, dict]:
     """Checks of a registration against the model it registers: (checks by name, the model's state)."""
-    from ticketlab.ownership.verify import registration_checks
     state, _ = load_model(model_path, record["architecture"])
     checks_ = registration_checks(record, claim, key)
     checks_["model_file"] = file_sha256(model_path) == record["model"]["file_sha256"]
@@ -357,7 +356,6 @@ def register_job(model_path: str | Path, claim_path: str | Path, key_path: str |
     check_anchor(anchor, anchored_at)
     key = read_key(key_path)
     claim = read_claim(claim_path)
-    from ticketlab.ownership.scheme import scheme as scheme_of
     scheme_of(claim["scheme"])
     state, kind = load_model(model_path, claim["architecture"])
     provisional = build_record(model_path, state, kind, claim, key, anchor, anchored_at or now())
@@ -397,7 +395,6 @@ def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path
     claim = read_claim(claim_path) if claim_path is not None else None
     record_path = Path(record_path) if record_path else record_beside(Path(claim_path))
     record = read_record(record_path)
-    from ticketlab.ownership.scheme import scheme as scheme_of
     scheme_of(record["scheme"])
     extra = {}
     if registered is not None:
@@ -421,7 +418,6 @@ def verify_job(suspect: str | Path, key_path: str | Path, claim_path: str | Path
 def exported(suspect: str | Path, torchscript: bool):
     """The suspect as a runnable export, or None for a plain state dict (safetensors or .pt), which
     runs once the record says what model it is."""
-    from ticketlab.deploy.export import load_exported
     try:
         return load_exported(suspect, torchscript=torchscript)
     except TicketlabError:
@@ -645,8 +641,6 @@ def write_attacked(ticket: Ticket, out: Path, output_format: str) -> None:
     if output_format == "safetensors":
         from safetensors.torch import save as save_bytes
 
-        from ticketlab.files import write_bytes
         write_bytes(out, save_bytes({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
         return
-    from ticketlab.deploy.export import export_onnx
     export_onnx(model, ticket.architecture["input_shape"], out)

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
+from ticketlab.deploy import shrink
 from ticketlab.errors import TicketlabError
+from ticketlab.models import model_from_architecture
 from ticketlab.models.registry import prunable_names
 
 INPUT, OUTPUT, SITE, OPAQUE = "input", "output", "site", "opaque"
@@ -97,7 +99,6 @@ def _module_name(node: fx.Node, graph: fx.GraphModule) -> str:
 
 def analyse(model: nn.Module) -> Structure:
     """The structure of a model built by ticketlab (it carries `architecture`)."""
-    from ticketlab.deploy import shrink
     spec = getattr(model, "architecture", None) or {}
     name = spec.get("name", type(model).__name__) if isinstance(spec, dict) else type(model).__name__
     work = _eval_copy(model)
@@ -202,7 +203,6 @@ def _known(node: fx.Node, graph: fx.GraphModule) -> bool:
 
 
 def structure_of(architecture: dict) -> Structure:
-    from ticketlab.models import model_from_architecture
     return analyse(model_from_architecture(architecture))
 
 
