@@ -14,7 +14,7 @@ import sys
 from ticketlab import checks, distributed
 from ticketlab.cli.parser import COMMANDS, build_parser
 from ticketlab.commands.build import build
-from ticketlab.commands.failures import describe, one_line
+from ticketlab.commands.failures import describe
 
 
 def log(message: str) -> None:
@@ -69,5 +69,5 @@ def main(argv: list[str] | None = None) -> int:
         message = describe(exc, getattr(options, "runs_dir", None) or getattr(options, "out", None))
         if message is None:
             raise
-        print(f"ticketlab: error: {one_line(message)}", file=sys.stderr)
+        print(f"ticketlab: error: {message}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ def train_text(result: dict, options) -> str:
 
 @dataclass(kw_only=True)
 class DemoOptions(Replicates, Runs):
-    pass
+    """Replicate seeds of an IMP run and where it goes."""
 
 
 @dataclass(kw_only=True)

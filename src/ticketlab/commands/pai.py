@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab import checks
-from ticketlab.commands.spec import Replicates, Command, Runs, announce, arg
+from ticketlab.commands.spec import Command, Replicates, Runs, announce, arg, seed_list
 from ticketlab.config import PaiConfig, validate_density, validate_pai, validate_train
 from ticketlab.cts.config import validate_config as validate_cts
 from ticketlab.errors import TicketlabError
-from ticketlab.lth.aggregate import parse_seeds
 from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, run_pai_sweep, run_train_ticket
 from ticketlab.pai.sanity import check_sanity_request, run_sanity, sanity_table
 from ticketlab.runs import open_run
@@ -111,7 +110,7 @@ def pai_sweep(configs: dict, options: PaiOptions, log) -> dict:
     for density in densities:
         validate_density(density, "--densities")
     validate_pai(configs["pai"])
-    seeds = parse_seeds(options.seeds)
+    seeds = seed_list(options)
     if not methods or not densities:
         raise TicketlabError("give at least one method (--methods snip,grasp) and one density (--densities 0.1)")
     for name, values in (("--methods", methods), ("--densities", densities)):
@@ -149,7 +148,7 @@ class SanityOptions(Replicates, Runs):
 
 def sanity(configs: dict, options: SanityOptions, log) -> dict:
     check_configs(configs)
-    seeds = parse_seeds(options.seeds)
+    seeds = seed_list(options)
     check_sanity_request(configs, options.imp_schedule)
     announce(configs["train"], log)
     return run_sanity(configs, seeds, options.runs_dir, options.silent, options.workers or default_workers(seeds),
