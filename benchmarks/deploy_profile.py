@@ -24,24 +24,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ticketlab.deploy.profile import profile_ticket
+import ticketlab as tl
 from ticketlab.deploy.sparse import choose_path
 from ticketlab.files import write_json, write_text
 
-from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
-
 REPO = Path(__file__).resolve().parents[1]
-LENET = ["--dataset", "fashion-mnist", "--model", "lenet_300_100", "--optimizer", "adam", "--lr", "1.2e-3",
-         "--batch-size", "60", "--steps", "2000it", "--eval-every", "500it"]
-CONV2 = ["--dataset", "fashion-mnist", "--model", "conv2", "--optimizer", "adam", "--lr", "2e-4", "--batch-size", "60",
-         "--steps", "200it", "--eval-every", "50it", "--train-subset", "6000", "--val-size", "1000"]
+LENET = tl.TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, steps="2000it", eval_every="500it")
+CONV2 = tl.TrainConfig(optimizer="adam", lr=2e-4, batch_size=60, steps="200it", eval_every="50it")
 
 
 def make_tickets(runs_dir: str) -> dict[str, str]:
-    imp = run_json(["imp", *LENET, "--schedule", "0.21,0.036,0.012", "--runs-dir", runs_dir], quiet=True)
-    tickets = {f"LeNet-300-100 @ {100 * level['density']:.1f}%": level["ticket"] for level in imp["levels"][1:]}
-    pruned = run_json(["prune", *CONV2, "--method", "magnitude", "--density", "0.05", "--runs-dir", runs_dir], quiet=True)
-    tickets["Conv-2 @ 5.0%"] = run_json(["train-ticket", pruned["ticket"], "--runs-dir", runs_dir], quiet=True)["ticket"]
+    imp = tl.imp("lenet_300_100", tl.load_dataset("fashion-mnist"), LENET, schedule="0.21,0.036,0.012", runs_dir=runs_dir)
+    tickets = {f"LeNet-300-100 @ {100 * level.density:.1f}%": level.ticket_paths[0] for level in imp.levels[1:]}
+    subset = tl.load_dataset("fashion-mnist", train_subset=6000, val_size=1000)
+    pruned = tl.prune("conv2", subset, method="magnitude", density=0.05, recipe=CONV2, runs_dir=runs_dir)
+    tickets["Conv-2 @ 5.0%"] = str(tl.train(pruned, subset, runs_dir=runs_dir).ticket.path)
     return tickets
 
 
@@ -76,9 +73,8 @@ def main():
     tickets = make_tickets(args.runs_dir)
     profiles, accuracy = {}, {}
     for label, path in tickets.items():
-        profiles[label] = profile_ticket(path, repeats=args.repeats)
-        accuracy[label] = {mode: run_json(["infer", path, "--path", mode, "--batch-size", "64"], quiet=True)["test_accuracy"]
-                           for mode in ("dense", "csr", "auto")}
+        profiles[label] = tl.profile(path, repeats=args.repeats).result
+        accuracy[label] = {mode: tl.infer(path, path=mode, batch_size=64).test_accuracy for mode in ("dense", "csr", "auto")}
         print(f"{label}: profiled", flush=True)
     rows = crossover([(784, 300), (300, 100)], [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005], (1, 64, 256), args.repeats)
 

@@ -24,13 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ticketlab.lth.aggregate import mean_std
+import ticketlab as tl
 from ticketlab.deploy.sparse import median_seconds
 from ticketlab.files import write_json, write_text
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.models import model_from_architecture
 from ticketlab.ticket import load_ticket
-
-from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 CRITERIA = ("grasp", "snip", "random")
@@ -60,21 +59,21 @@ def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repe
     return sorted(times["dense"])[1] / sorted(times["ticket"])[1]
 
 
-def measure(args, common: list, removals: list[int]) -> dict:
+def measure(args, data, recipe, removals: list[int]) -> dict:
     """Every run (cached in --runs-dir), the clean step-time ratios and the robustness tables."""
-    layers = {(c, p): run_json(["layers", *common, "--criterion", c, "--remove", p]) for c in CRITERIA for p in removals}
-    filters = {p: run_json(["filters", "--match-ticket", layers[("grasp", p)]["tickets"][0], "--criterion", "snip",
-                       "--seeds", args.seeds, "--workers", args.workers, "--runs-dir", args.runs_dir, "--quiet"])
-               for p in removals}
-    dense_ticket = layers[("grasp", removals[0])]["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
-    ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)]["tickets"][0]) for p in removals}
-    ratios.update({f"filters-{p}": step_time_ratio(dense_ticket, filters[p]["tickets"][0]) for p in removals})
-    compared = [(f"grasp p={p}", layers[("grasp", p)]["tickets"][0]) for p in removals] + \
-               [(f"filters p={p}", filters[p]["tickets"][0]) for p in removals]
+    common = {"seeds": [int(s) for s in args.seeds.split(",")], "workers": int(args.workers), "runs_dir": args.runs_dir}
+    layers = {(c, p): tl.layer_tickets(args.model, data, recipe, criterion=c, remove=p, min_per_stage=1, **common)
+              for c in CRITERIA for p in removals}
+    filters = {p: tl.filter_tickets(layers[("grasp", p)].tickets[0], criterion="snip", **common) for p in removals}
+    dense_ticket = layers[("grasp", removals[0])].result["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
+    ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)].tickets[0]) for p in removals}
+    ratios.update({f"filters-{p}": step_time_ratio(dense_ticket, filters[p].tickets[0]) for p in removals})
+    compared = [(f"grasp p={p}", layers[("grasp", p)].tickets[0]) for p in removals] + \
+               [(f"filters p={p}", filters[p].tickets[0]) for p in removals]
     robust = {"labels": [name for name, _ in compared],
-              **run_json(["robustness", *(ticket for _, ticket in compared)])}
-    return {"layers": {f"{c}-{p}": r for (c, p), r in layers.items()}, "filters": {str(p): r for p, r in filters.items()},
-            "clean_speedups": ratios, "robustness": robust}
+              **tl.robustness([ticket for _, ticket in compared], runs_dir=args.runs_dir).result}
+    return {"layers": {f"{c}-{p}": r.result for (c, p), r in layers.items()},
+            "filters": {str(p): r.result for p, r in filters.items()}, "clean_speedups": ratios, "robustness": robust}
 
 
 def within_one_std(accuracy: float, dense_acc: float, dense_std: float) -> bool:
@@ -208,13 +207,12 @@ def main():
         results = json.loads((out / "results.json").read_text())
     else:
         epochs = args.epochs
-        common = ["--dataset", args.dataset, "--pad", args.pad, "--train-subset", args.train_subset, "--val-size",
-                  args.val_size, "--test-subset", args.test_subset, "--model", args.model, "--optimizer", "sgd", "--lr",
-                  "0.1", "--momentum", "0.9", "--weight-decay", "1e-4", "--batch-size", "128", "--steps", f"{epochs}ep",
-                  "--milestones", f"{max(1, epochs // 2)}ep,{max(1, 3 * epochs // 4)}ep", "--eval-every", "1ep",
-                  "--seeds", args.seeds, "--workers", args.workers, "--quiet", "--min-per-stage", "1",
-                  "--runs-dir", args.runs_dir]
-        results = {"date": datetime.date.today().isoformat(), **measure(args, common, removals)}
+        data = tl.load_dataset(args.dataset, pad=int(args.pad), train_subset=args.train_subset,
+                               val_size=int(args.val_size), test_subset=int(args.test_subset))
+        recipe = tl.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128,
+                                steps=f"{epochs}ep", milestones=f"{max(1, epochs // 2)}ep,{max(1, 3 * epochs // 4)}ep",
+                                eval_every="1ep")
+        results = {"date": datetime.date.today().isoformat(), **measure(args, data, recipe, removals)}
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "results.json", results)
     write_report(results, args, removals, out)

@@ -16,14 +16,11 @@ verdict on each of the paper's claims, computed from the numbers, into docs/resu
 """
 
 import argparse
-import contextlib
 import datetime
-import io
 import json
-import sys
 from pathlib import Path
 
-from ticketlab.cli import main as ticketlab
+import ticketlab as tl
 from ticketlab.lth.report import load_run, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,15 +72,13 @@ def claims(levels: list[dict], total_iterations: int) -> list[str]:
 
 PRESETS = {
     "lenet": {"title": "LTH: LeNet-300-100 on Fashion-MNIST, layer-wise IMP with controls", "steps": "5000it",
-              "levels": "15", "args": ["--model", "lenet_300_100", "--lr", "1.2e-3", "--eval-every", "100it",
-                                       "--val-size", "5000", "--strategy", "layerwise", "--prune-fraction", "0.2",
-                                       "--output-prune-fraction", "0.1"],
-              "scale": "all 55,000 training and 10,000 test images", "controls": "random-reinit,shuffle-layerwise"},
+              "levels": "15", "model": "lenet_300_100", "lr": 1.2e-3, "eval_every": "100it",
+              "data": {"val_size": 5000}, "prune": {"output_prune_fraction": 0.1},
+              "scale": "all 55,000 training and 10,000 test images", "controls": ("random-reinit", "shuffle-layerwise")},
     "conv2": {"title": "LTH: Conv-2 on Fashion-MNIST (reduced scale), layer-wise IMP with controls", "steps": "200it",
-              "levels": "8", "controls": "random-reinit", "args": ["--model", "conv2", "--lr", "2e-4", "--eval-every", "50it", "--train-subset",
-                                      "6000", "--val-size", "1000", "--test-subset", "2000", "--strategy", "layerwise",
-                                      "--prune-fraction", "0.2", "--conv-prune-fraction", "0.1",
-                                      "--output-prune-fraction", "0.1"],
+              "levels": "8", "model": "conv2", "lr": 2e-4, "eval_every": "50it",
+              "data": {"train_subset": 6000, "val_size": 1000, "test_subset": 2000},
+              "prune": {"conv_prune_fraction": 0.1, "output_prune_fraction": 0.1}, "controls": ("random-reinit",),
               "scale": "a 6,000-image training subset, 1,000 validation and the first 2,000 test images"},
 }
 
@@ -103,18 +98,23 @@ def main():
     args.levels = args.levels or preset["levels"]
     args.out = args.out or str(REPO / "docs" / "results" / f"lth-{args.preset}-fashion")
 
-    command = ["imp", "--dataset", "fashion-mnist", *preset["args"], "--optimizer", "adam", "--batch-size", "60",
-               "--steps", args.steps, "--levels", args.levels, "--seeds", args.seeds, "--workers", args.workers,
-               "--controls", preset["controls"], "--runs-dir", args.runs_dir, "--quiet"]
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        if ticketlab(command + ["--json"]) != 0:
-            sys.exit("the IMP run failed")
-    run = load_run(json.loads(captured.getvalue())["run_dir"], [int(s) for s in args.seeds.split(",")])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    data = tl.load_dataset("fashion-mnist", **preset["data"])
+    recipe = tl.TrainConfig(optimizer="adam", lr=preset["lr"], batch_size=60, steps=args.steps,
+                            eval_every=preset["eval_every"])
+    imp = tl.imp(preset["model"], data, recipe, levels=int(args.levels), prune_fraction=0.2, strategy="layerwise",
+                 seeds=seeds, workers=int(args.workers), controls=preset["controls"], runs_dir=args.runs_dir,
+                 **preset["prune"])
+    run = load_run(imp.run_dir, seeds)
     out = Path(args.out)
     trained = sum(json.loads(p.read_text())["wall_time_seconds"] for p in Path(run.run_dir).rglob("summary.json")) / 60
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in {**preset["data"], **preset["prune"]}.items())
+    command = (f"ticketlab imp --dataset fashion-mnist --model {preset['model']} --optimizer adam --lr {preset['lr']:g} "
+               f"--batch-size 60 --steps {args.steps} --eval-every {preset['eval_every']} --levels {args.levels} "
+               f"--strategy layerwise --prune-fraction 0.2 {options} --controls {','.join(preset['controls'])} "
+               f"--seeds {args.seeds}")
     notes = [f"Command: `.venv/bin/python benchmarks/lth_reproduction.py --preset {args.preset} --steps {args.steps} "
-             f"--levels {args.levels} --seeds {args.seeds}`, which runs `ticketlab {' '.join(command[:-3])}`; run on "
+             f"--levels {args.levels} --seeds {args.seeds}`, which calls `tl.imp` (the run of `{command}`); run on "
              f"{datetime.date.today().isoformat()} on 2 CPU cores; the trainings recorded in the run took "
              f"{trained:.0f} process-minutes in all, run as parallel seed processes (a rerun reuses finished levels "
              "and only rewrites this report).",

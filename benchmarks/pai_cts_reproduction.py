@@ -27,21 +27,17 @@ report). Each is sized to finish in under an hour on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import math
 import time
 from pathlib import Path
 
-from ticketlab.lth.aggregate import mean_std, parse_seeds
-from ticketlab.config import DataConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig
-from ticketlab.cts import CtsConfig
+import ticketlab as tl
 from ticketlab.files import write_json, write_text
-from ticketlab.lth.jobs import run_imp_job
-from ticketlab.pai.jobs import run_pai_sweep, total_compute
+from ticketlab.lth.aggregate import mean_std, parse_seeds
 from ticketlab.lth.report import pyplot, save_figure
-from ticketlab.pai.sanity import run_sanity
+from ticketlab.pai.jobs import total_compute
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_PAI = ["random", "erk", "smart-ratio", "magnitude", "snip", "iter-snip", "force", "grasp", "grasp-abs", "synflow"]
@@ -53,7 +49,7 @@ SCORED_BASELINES = ["snip", "grasp", "synflow", "magnitude"]
 PRESETS = {
     "lenet": {
         "title": "PaI, CTS and IMP/LTR: LeNet-300-100 on Fashion-MNIST",
-        "data": DataConfig(dataset="fashion-mnist", val_size=5000),
+        "data": {"name": "fashion-mnist", "val_size": 5000},
         "model": "lenet_300_100", "lr": 1.2e-3, "steps": "2000it", "eval_every": "500it", "rewind": "100it",
         "pai_methods": ALL_PAI, "densities": [0.2, 0.05, 0.012, 0.007, 0.005],
         "schedule": "0.5,0.35,0.2,0.12,0.075,0.05,0.03,0.02,0.012,0.007,0.005",
@@ -62,7 +58,7 @@ PRESETS = {
     },
     "conv2": {
         "title": "PaI, CTS-KL and LTR: Conv-2 on Fashion-MNIST (reduced scale)",
-        "data": DataConfig(dataset="fashion-mnist", val_size=1000, train_subset=6000, test_subset=2000),
+        "data": {"name": "fashion-mnist", "val_size": 1000, "train_subset": 6000, "test_subset": 2000},
         "model": "conv2", "lr": 2e-4, "steps": "200it", "eval_every": "100it", "rewind": "10it",
         "pai_methods": ["random", "snip", "grasp", "synflow"], "densities": [0.012, 0.005],
         "schedule": "0.3,0.1,0.03,0.012,0.005", "cts_objectives": ["kl"],
@@ -73,7 +69,7 @@ PRESETS = {
     },
     "smoke": {  # the whole script in about a minute on synthetic data, to check it before a long run
         "title": "smoke test of the benchmark script (synthetic data)",
-        "data": DataConfig(dataset="synthetic", train_subset=600, val_size=100),
+        "data": {"name": "synthetic", "train_subset": 600, "val_size": 100},
         "model": "mlp_32_16", "lr": 1e-2, "steps": "60it", "eval_every": "20it", "rewind": "5it",
         "pai_methods": ["random", "snip", "synflow"], "densities": [0.2, 0.05],
         "schedule": "0.5,0.2,0.05",
@@ -295,52 +291,49 @@ def main():
     def log(message):
         print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {message}", flush=True)
 
-    train = TrainConfig(optimizer="adam", lr=preset["lr"], batch_size=60, steps=preset["steps"], eval_every=preset["eval_every"])
-    base = {"data": preset["data"], "model": ModelConfig(model=preset["model"]), "train": train}
-    pai_base = {**base, "pai": PaiConfig(), "cts": CtsConfig()}
+    train = tl.TrainConfig(optimizer="adam", lr=preset["lr"], batch_size=60, steps=preset["steps"],
+                           eval_every=preset["eval_every"])
+    data, model = tl.load_dataset(**preset["data"]), preset["model"]
+    common = {"seeds": seeds, "runs_dir": args.runs_dir, "workers": args.workers}
     densities, k = preset["densities"], preset["rewind"]
 
     results: dict[str, dict[float, dict]] = {}
     for label, rewind in (("imp", "0it"), ("ltr", k)):
-        configs = {**base, "prune": PruneConfig(rewind_step=rewind, schedule=preset["schedule"])} if label == "ltr" or \
-            args.preset != "conv2" else None
-        if configs is None:
+        if label == "imp" and args.preset == "conv2":
             continue  # the reduced conv2 preset compares CTS with LTR only
-        result = run_imp_job("imp", configs, seeds, args.runs_dir, quiet=True, log=log, workers=args.workers)
-        results[label] = imp_rows(result, label, densities)
+        run = tl.imp(model, data, train, rewind_step=rewind, schedule=preset["schedule"], **common)
+        results[label] = imp_rows(run.result, label, densities)
         log(f"{label} done")
-    results.update(pai_rows(run_pai_sweep(pai_base, preset["pai_methods"], densities, seeds, args.runs_dir, True,
-                                          args.workers, log)["results"]))
-    cts_base = {**pai_base, "pai": dataclasses.replace(pai_base["pai"], rewind_step=k)}
+
+    def sweep(methods, label=None, **options):
+        cells = tl.pai_sweep(model, data, methods, densities, train, **common, **options)
+        for row in cells.rows:
+            log(f"{label or row['method']} at density {row['density']}: test accuracy {row['test_accuracy']:.4f} "
+                f"± {row['test_accuracy_std']:.4f}")
+        results.update(pai_rows(cells.rows, label))
+
+    sweep(preset["pai_methods"])
     for objective, label in (("kl", "cts-kl"), ("task", "cts")):
-        if objective not in preset.get("cts_objectives", ("kl", "task")):
-            continue
-        configs = {**cts_base, "cts": CtsConfig(objective=objective, lr=CTS_LR)}
-        results.update(pai_rows(run_pai_sweep(configs, ["cts"], densities, seeds, args.runs_dir, True, args.workers,
-                                              log)["results"], label))
+        if objective in preset.get("cts_objectives", ("kl", "task")):
+            sweep(["cts"], label, rewind_step=k, cts=tl.CtsConfig(objective=objective, lr=CTS_LR))
     # ticketlab's default logit lr is the training lr, as the paper has it (docs/methods.md, Concrete Ticket
     # Search); with this Adam recipe that is 1e-3 or less, which barely moves the logits in a short search.
     # Shown next to the paper's 0.1.
-    configs = {**cts_base, "cts": CtsConfig(objective="kl")}
-    results.update(pai_rows(run_pai_sweep(configs, ["cts"], densities, seeds, args.runs_dir, True, args.workers,
-                                          log)["results"], "cts-kl-training-lr"))
+    sweep(["cts"], "cts-kl-training-lr", rewind_step=k, cts=tl.CtsConfig(objective="kl"))
     if preset.get("long_search"):
-        configs = {**cts_base, "cts": CtsConfig(objective="kl", lr=CTS_LR, search_steps=preset["long_search"])}
-        results.update(pai_rows(run_pai_sweep(configs, ["cts"], densities, seeds, args.runs_dir, True, args.workers,
-                                              log)["results"], "cts-kl-long-search"))
+        sweep(["cts"], "cts-kl-long-search", rewind_step=k,
+              cts=tl.CtsConfig(objective="kl", lr=CTS_LR, search_steps=preset["long_search"]))
 
     sanity = []
     plan = [(m, d) for d in preset["sanity"]["densities"] for m in preset["sanity"]["methods"]]
     plan += [("cts-kl", d) for d in preset["sanity"]["cts_extra"]]
     for method, density in plan:
-        configs = {**cts_base, "pai": PaiConfig(method=method, density=density, rewind_step=k),
-                   "cts": CtsConfig(lr=CTS_LR)} if method == "cts-kl" else \
-            {**pai_base, "pai": PaiConfig(method=method, density=density, rewind_step=k if method == "ltr" else "0it")}
         if method == "cts-kl":
-            configs["pai"] = dataclasses.replace(configs["pai"], method="cts")
-        result = run_sanity(configs, seeds, args.runs_dir, True, args.workers,
-                            schedule=preset["schedule"] if method in ("imp", "ltr") else None)
-        result["label"] = method
+            checked = tl.sanity(model, data, "cts", density, train, rewind_step=k, cts=tl.CtsConfig(lr=CTS_LR), **common)
+        else:
+            checked = tl.sanity(model, data, method, density, train, rewind_step=k if method == "ltr" else "0it",
+                                imp_schedule=preset["schedule"] if method in ("imp", "ltr") else None, **common)
+        result = {**checked.result, "label": method}
         sanity.append(result)
         log(f"sanity {method} @ {density}: " + ", ".join(f"{r['variant']} {r['verdict']}" for r in result["rows"][1:]))
 

@@ -15,10 +15,9 @@ import datetime
 import json
 from pathlib import Path
 
+import ticketlab as tl
 from ticketlab.files import write_bytes
 from ticketlab.lth.report import load_run, write_report
-
-from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,19 +33,17 @@ def main():
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "rewinding-resnet20"))
     args = parser.parse_args()
     e = args.epochs
-    recipe = ["--dataset", "fashion-mnist", "--train-subset", args.train_subset, "--val-size", "1000",
-              "--test-subset", "2000", "--model", "resnet20", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
-              "--weight-decay", "1e-4", "--batch-size", "128", "--steps", f"{e}ep",
-              "--milestones", f"{e // 2}ep,{3 * e // 4}ep", "--eval-every", "1ep", "--runs-dir", args.runs_dir,
-              "--seed", args.seed]
-    imp_args = ["imp", *recipe, "--levels", args.levels, "--prune-fraction", "0.2", "--strategy", "global"]
-    reset = run_json(imp_args + ["--rewind-step", "0it"], quiet=True)
-    rewind = run_json(imp_args + ["--rewind-step", args.k], quiet=True)
-    dense_ticket = Path(reset["run_dir"]) / f"seed-{args.seed}" / "level-0" / "ticket.safetensors"
-    barriers = {k: run_json(["stability", str(dense_ticket), "--rewind-step", k, "--points", "7", "--runs-dir", args.runs_dir], quiet=True)
-                for k in ("0it", args.k)}
+    data = tl.load_dataset("fashion-mnist", train_subset=int(args.train_subset), val_size=1000, test_subset=2000)
+    recipe = tl.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=f"{e}ep",
+                            milestones=f"{e // 2}ep,{3 * e // 4}ep", eval_every="1ep")
+    imp = {"levels": int(args.levels), "prune_fraction": 0.2, "strategy": "global", "seeds": [int(args.seed)],
+           "runs_dir": args.runs_dir}
+    reset = tl.imp("resnet20", data, recipe, rewind_step="0it", **imp)
+    rewind = tl.imp("resnet20", data, recipe, rewind_step=args.k, **imp)
+    dense_ticket = reset.levels[0].ticket_paths[0]
+    barriers = {k: tl.stability(dense_ticket, rewind_step=k, points=7, runs_dir=args.runs_dir) for k in ("0it", args.k)}
 
-    runs = [load_run(reset["run_dir"]), load_run(rewind["run_dir"])]
+    runs = [load_run(reset.run_dir), load_run(rewind.run_dir)]
     dense = runs[0].levels[0]["test_accuracy"]
     lines = []
     for name, result in (("reset to θ₀", runs[0]), (f"rewind to k={args.k}", runs[1])):
@@ -66,10 +63,10 @@ def main():
     else:
         lines.append("- **Reset vs rewinding: the paper's difference does not show** (rewinding does not match at every level).")
     for k, b in barriers.items():
-        lines.append(f"- **Instability of the dense network from k={k}**: error barrier {100 * b['barrier']:.2f} pp "
-                     f"(test error along the path: {', '.join(f'{100 * x:.1f}' for x in b['test_errors'])}).")
+        lines.append(f"- **Instability of the dense network from k={k}**: error barrier {100 * b.barrier:.2f} pp "
+                     f"(test error along the path: {', '.join(f'{100 * x:.1f}' for x in b.test_errors)}).")
     trained = sum(json.loads(p.read_text())["wall_time_seconds"]
-                  for d in [r.run_dir for r in runs] + [Path(b["run_dir"]) for b in barriers.values()]
+                  for d in [r.run_dir for r in runs] + [b.run_dir for b in barriers.values()]
                   for p in Path(d).rglob("summary.json")) / 60
     notes = [f"Command: `.venv/bin/python benchmarks/rewinding_resnet.py --train-subset {args.train_subset} "
              f"--epochs {args.epochs} --levels {args.levels} --k {args.k} --seed {args.seed}`; run on "
@@ -81,7 +78,7 @@ def main():
                for k in barriers]]
     write_report(runs, args.out, "Rewinding matters: ResNet-20 on Fashion-MNIST (reduced scale)", notes=notes)
     for k, b in barriers.items():
-        write_bytes(Path(args.out) / f"barrier-{k}.png", Path(b["plot"]).read_bytes())
+        write_bytes(Path(args.out) / f"barrier-{k}.png", b.plot.read_bytes())
     print(f"report: {Path(args.out) / 'report.md'}")
 
 

@@ -18,20 +18,20 @@ supernet trained on digits, all with the same budget. Every verdict in the repor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 from pathlib import Path
 
-from ticketlab.lth.aggregate import mean_std
+import ticketlab as tl
 from ticketlab.files import write_json, write_text
+from ticketlab.lth.aggregate import mean_std
 from ticketlab.supertickets.frontier import dominates, frontier_table, load_points, plot_frontier
-
-from cli_json import run_json  # noqa: E402  (benchmarks/ is on the path when a script runs)
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("magnitude", "snip", "grasp", "synflow", "random")
-ABLATIONS = {"one prune at the end": ["--schedule", "one-shot"], "no reactivation": ["--no-reactivation"],
-             "masks kept through a shrink": ["--masks-on-shrink", "keep"],
-             "masks reset after each prune": ["--reset-masks-after-prune"], "no search": ["--no-search"]}
+ABLATIONS = {"one prune at the end": {"schedule": "one-shot"}, "no reactivation": {"reactivation": False},
+             "masks kept through a shrink": {"masks_on_shrink": "keep"},
+             "masks reset after each prune": {"reset_masks_after_prune": True}, "no search": {"search": False}}
 
 
 def pct(mean, std=None) -> str:
@@ -56,29 +56,34 @@ def main():
     out = Path(args.out)
     densities = [float(d) for d in args.densities.split(",")]
     retrain = f"{max(1, args.epochs // 4)}ep"
-    optimizer = ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "5e-5", "--batch-size", "128",
-                 "--quiet", "--runs-dir", args.runs_dir]
-    one_run = ["--model", args.model, *optimizer]
-    recipe = [*one_run, "--seeds", args.seeds, "--workers", args.workers]
-    source = ["--dataset", args.dataset, "--train-subset", args.train_subset, "--val-size", "500", "--test-subset", args.test_subset]
-    common = [*source, *recipe, "--steps", f"{args.epochs}ep", "--rho", args.rho, "--retrain", retrain]
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    recipe = tl.TrainConfig(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-5, batch_size=128,
+                            steps=f"{args.epochs}ep")
+    source = tl.load_dataset(args.dataset, train_subset=args.train_subset, val_size=500, test_subset=int(args.test_subset))
+    common = {"seeds": seeds, "workers": int(args.workers), "runs_dir": args.runs_dir}
+    rho = float(args.rho)
+
+    def search(density, **options):
+        return tl.supertickets(args.model, source, recipe, density=density, rho=rho, retrain=retrain, **common,
+                               **options).result
 
     runs = {}
     for density in densities:
-        runs[("supertickets", density)] = run_json(["supertickets", *common, "--density", density])
+        runs[("supertickets", density)] = search(density)
         for method in BASELINES:
-            runs[(f"search+{method}", density)] = run_json(["supertickets", *common, "--density", density, "--baseline", method])
+            runs[(f"search+{method}", density)] = search(density, baseline=method)
     middle = 0.2 if 0.2 in densities else densities[len(densities) // 2]
-    ablations = {name: run_json(["supertickets", *common, "--density", middle, *flags]) for name, flags in ABLATIONS.items()}
+    ablations = {name: search(middle, **options) for name, options in ABLATIONS.items()}
 
     # Transfer to digits at 28x28, with one budget for all three.
     # Each seed's ticket is moved once (fine-tuning seed = its seed).
-    target = ["--dataset", "digits", "--resize", "28", "--steps", f"{args.transfer_epochs}ep"]
-    seeds = args.seeds.split(",")
-    transfers = {seed: run_json(["transfer", ticket, *optimizer, *target, "--seed", seed])
+    digits = tl.load_dataset("digits", resize=28)
+    target = dataclasses.replace(recipe, steps=f"{args.transfer_epochs}ep")
+    transfers = {str(seed): tl.transfer(ticket, digits, target, seeds=[seed], runs_dir=args.runs_dir).result
                  for seed, ticket in zip(seeds, runs[("supertickets", middle)]["tickets"])}
-    direct = run_json(["supertickets", *recipe, *target, "--rho", args.rho, "--density", middle, "--retrain", retrain])
-    dense_digits = {seed: run_json(["train", *one_run, *target, "--seed", seed]) for seed in seeds}
+    direct = tl.supertickets(args.model, digits, target, density=middle, rho=rho, retrain=retrain, **common).result
+    dense_digits = {str(seed): tl.train(args.model, digits, target, seed=seed, runs_dir=args.runs_dir)
+                    for seed in seeds}
 
     points = load_points([r["run_dir"] for r in runs.values()] + [r["run_dir"] for r in ablations.values()])
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +141,7 @@ def main():
                      f"{result['flops'] / 1e6:.2f} |")
 
     t_mean, t_std = mean_std([r["test_accuracy"] for r in transfers.values()])
-    dense_mean, dense_std = mean_std([r["summary"]["test_accuracy"] for r in dense_digits.values()])
+    dense_mean, dense_std = mean_std([r.test_accuracy for r in dense_digits.values()])
     lines += ["", f"### Transfer to digits (28x28, {args.transfer_epochs} epochs each)", "",
               "| network on digits | test % | MFLOPs |", "|---|---|---|",
               f"| SuperTicket from Fashion-MNIST, new head, masks fixed | {pct(t_mean, t_std)} | "
@@ -152,7 +157,8 @@ def main():
     write_text(out / "README.md", "\n".join(lines))
     write_json(out / "results.json", {"points": points, "verdicts": verdicts,
                                       "transfer": {"transferred": list(transfers.values()), "direct": direct,
-                                                   "dense": list(dense_digits.values())}})
+                                                   "dense": [{"run_dir": str(r.run_dir), "ticket": str(r.ticket.path),
+                                                              "summary": r.summary} for r in dense_digits.values()]}})
     print("\n".join(lines[:40]))
 
 

@@ -14,23 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ticketlab.sweep import run_sweep
+import ticketlab as tl
 
-GRID = """
-command = "pai"
-[fixed]
-dataset = "fashion-mnist"
-model = "lenet_300_100"
-optimizer = "adam"
-lr = 1.2e-3
-batch_size = 60
-steps = "{steps}"
-eval_every = "{steps}"
-[grid]
-methods = ["random", "snip"]
-densities = [0.1, 0.02]
-seeds = [0, 1]
-"""
+
+def grid(steps: str) -> dict:
+    return {"command": "pai",
+            "fixed": {"dataset": "fashion-mnist", "model": "lenet_300_100", "optimizer": "adam", "lr": 1.2e-3,
+                      "batch_size": 60, "steps": steps, "eval_every": steps},
+            "grid": {"methods": ["random", "snip"], "densities": [0.1, 0.02], "seeds": [0, 1]}}
 
 
 def main():
@@ -38,16 +29,14 @@ def main():
     parser.add_argument("--steps", default="500it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        grid = Path(tmp) / "grid.toml"
-        grid.write_text(GRID.format(steps=args.steps))
         timings = {}
         for workers in (1, 2, 1, 2):  # twice each, interleaved, so a drift in machine speed hits both
             runs = Path(tmp) / f"runs-{workers}-{len(timings)}"
             started = time.perf_counter()
-            summary = run_sweep(str(grid), "local", str(runs), workers, None, log=lambda _: None)
-            assert summary["failed"] == 0, summary
+            summary = tl.sweep(grid(args.steps), workers=workers, runs_dir=runs)
+            assert summary.failed == 0, summary
             timings.setdefault(workers, []).append(time.perf_counter() - started)
-        count = summary["runs"]
+        count = summary.runs
         best = {w: min(t) for w, t in timings.items()}
         for workers, seconds in best.items():
             print(f"{workers} worker(s): {count} runs in {seconds:.1f} s = {60 * count / seconds:.1f} runs/min "
