@@ -32,7 +32,9 @@ from pathlib import Path
 from torch import nn
 
 from ticketlab import checks
-from ticketlab.config import (DataConfig, FilterConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig,
+from ticketlab.commands.lth import MAX_POINTS
+from ticketlab.commands.spec import MAX_WORKERS
+from ticketlab.config import (DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig,
                               derive_seed, identity_values, validate_density)
 from ticketlab.cts.config import CtsConfig
 from ticketlab.data import Dataset
@@ -66,9 +68,6 @@ __all__ = ["ControlsResult", "Dataset", "ImpLevel", "ImpRun", "InferResult", "Pa
            "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket", "pai_sweep", "preset",
            "presets", "profile", "prune", "report", "robustness", "sanity", "stability", "supertickets", "sweep",
            "train", "transfer"]
-
-MAX_WORKERS = 1024  # parallel processes: more than any machine here has cores, so a larger number is a typo
-MAX_POINTS = 1001  # stability: points along the interpolation path (each evaluates the test set)
 
 
 # ---- data and models ------------------------------------------------------------------------------
