@@ -24,7 +24,7 @@ from ticketlab.ownership.keys import key_commitment, prf_bits, prf_sample, read_
 from ticketlab.ownership.scheme import CURRENT
 from ticketlab.ownership.structure import analyse, require_carriers
 from ticketlab.ownership.triggers import TriggerMixer, make_triggers
-from ticketlab.ownership.verify import binomial_p_value, blackbox, read_signature, registration_checks, whitebox
+from ticketlab.ownership.verification import binomial_p_value, blackbox, read_signature, registration_checks, whitebox
 from ticketlab.provenance import Provenance
 from ticketlab.runtime import load_data_config
 from ticketlab.ticket import Ticket, load_ticket

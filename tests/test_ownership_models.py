@@ -16,7 +16,7 @@ from ticketlab.ownership import attacks, jobs
 from ticketlab.ownership.keys import generate_key
 from ticketlab.ownership.scheme import CURRENT
 from ticketlab.ownership.structure import analyse, require_carriers
-from ticketlab.ownership.verify import whitebox
+from ticketlab.ownership.verification import whitebox
 from ticketlab.provenance import Provenance
 from ticketlab.ticket import Ticket
 

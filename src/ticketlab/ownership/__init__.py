@@ -9,7 +9,7 @@
     signature.py  positions and bits from the key, embedding, the floors, reading
     triggers.py   the key-derived trigger set and its batch mixer
     claim.py      the public registration record and the private claim
-    verify.py     registration checks, white-box and black-box tests
+    verification.py  registration checks, white-box and black-box tests
     attacks.py    what a thief or a dishonest claimant can do
     jobs.py       keygen, sign, register, verify, dispute, attack: files to files
 
@@ -64,13 +64,13 @@ def dispute(a: dict, b: dict) -> dict:
 
 def whitebox(state, record: dict, claim: dict, key: bytes) -> dict:
     """Verify a state dict in memory against a record and claim (dicts) and a key (bytes)."""
-    from ticketlab.ownership.verify import whitebox as run
+    from ticketlab.ownership.jobs import whitebox as run
     return run(state, record, claim, key)
 
 
 def blackbox(predict, record: dict, claim: dict | None, key: bytes) -> dict:
     """Verify any callable mapping a batch to labels against a record (and claim) and a key (bytes)."""
-    from ticketlab.ownership.verify import blackbox as run
+    from ticketlab.ownership.jobs import blackbox as run
     return run(predict, record, claim, key)
 
 

@@ -46,7 +46,7 @@ from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
 from ticketlab.models.registry import prunable_names
 from ticketlab.ownership.structure import analyse
-from ticketlab.ownership.verify import binomial_p_value
+from ticketlab.ownership.verification import binomial_p_value
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import train
 

@@ -39,7 +39,7 @@ from ticketlab.ownership.scheme import scheme as scheme_of
 from ticketlab.ownership.signature import Floors, embed, layer_bits, owner_alive_blocks, positions_and_bits
 from ticketlab.ownership.structure import Structure, analyse
 from ticketlab.ownership.triggers import PER_BATCH, TriggerMixer, make_triggers
-from ticketlab.ownership.verify import blackbox, context, derivation, registration_checks, structure_for, whitebox
+from ticketlab.ownership.verification import blackbox, context, derivation, registration_checks, structure_for, whitebox
 from ticketlab.runs import open_dir
 from ticketlab.runtime import load_data_config
 from ticketlab.ticket import Ticket, load_ticket, read_metadata, timings_path

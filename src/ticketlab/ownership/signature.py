@@ -224,11 +224,11 @@ def owner_alive_blocks(form: Canonical, structure: Structure) -> dict[str, int]:
     return {structure.layers[i].path: int((block_magnitudes(form.weights[i]) > 0).sum()) for i in structure.carriers}
 
 
-def read(form: Canonical, structure: Structure, maps: dict, positions: dict, order: list, alive_blocks: dict,
-         relative_threshold: float) -> np.ndarray:
-    """The suspect's reading (alive or dead) of every position, in bit order."""
-    readings = {}
-    for layer_index, where in positions.items():
+def alive_maps(form: Canonical, structure: Structure, maps: dict, alive_blocks: dict, relative_threshold: float,
+               layers=None) -> dict[int, torch.Tensor]:
+    """Per carrier layer: the reading (alive or dead) of every connection, in the owner's unit order."""
+    out = {}
+    for layer_index in (layers if layers is not None else structure.carriers):
         layer = structure.layers[layer_index]
         magnitudes = block_magnitudes(form.weights[layer_index])
         owner = torch.zeros(layer.out_units, layer.in_units, dtype=magnitudes.dtype)
@@ -245,6 +245,14 @@ def read(form: Canonical, structure: Structure, maps: dict, positions: dict, ord
         top = torch.zeros_like(flat, dtype=torch.bool)
         top[order_desc[:k]] = True
         scale = float(flat[order_desc[:k]].median())
-        alive = (top & (flat > relative_threshold * scale)).reshape(owner.shape)
-        readings[layer_index] = alive[torch.from_numpy(where[:, 0]), torch.from_numpy(where[:, 1])].numpy()
+        out[layer_index] = (top & (flat > relative_threshold * scale)).reshape(owner.shape)
+    return out
+
+
+def read(form: Canonical, structure: Structure, maps: dict, positions: dict, order: list, alive_blocks: dict,
+         relative_threshold: float) -> np.ndarray:
+    """The suspect's reading (alive or dead) of every position, in bit order."""
+    alive = alive_maps(form, structure, maps, alive_blocks, relative_threshold, layers=list(positions))
+    readings = {layer: alive[layer][torch.from_numpy(where[:, 0]), torch.from_numpy(where[:, 1])].numpy()
+                for layer, where in positions.items()}
     return np.asarray([readings[layer][row] for layer, row in order], dtype=bool)

@@ -1,8 +1,12 @@
-"""The black-box trigger set: key-derived out-of-distribution inputs with key-derived labels.
+"""The black-box trigger set: key-derived inputs with key-derived labels, in two families.
 
-Trigger j is a pattern no dataset contains, in the data's input shape and on the scale of the
-standardized data: for images, a sinusoidal stripe pattern (random orientation, frequency, phase and
-per-channel sign) plus uniform noise; for flat inputs, a random ±AMPLITUDE sign vector plus noise.
+Trigger j belongs to family j mod 2, so that every batch of the signing mixes both:
+  pattern  far from the data: for images a sinusoidal stripe pattern (random orientation, frequency,
+           phase and per-channel sign) of amplitude AMPLITUDE plus uniform noise; for flat inputs a
+           random ±AMPLITUDE sign vector plus noise;
+  texture  near the data's statistics (standardized inputs: mean 0, variance 1): for images a smooth
+           random field (Gaussian noise on a coarse grid, upsampled bilinearly, each image scaled to
+           mean 0 and standard deviation 1) plus a little noise; for flat inputs a N(0, 1) vector.
 Labels are drawn uniformly over the classes, independently of the inputs, so a model made without
 the key agrees with each label with probability exactly 1/C. Everything comes from a generator
 seeded by HMAC(key, "triggers" ‖ registration context), so the verifier regenerates the set from the
@@ -22,6 +26,9 @@ from ticketlab.ownership.keys import prf_seed
 
 AMPLITUDE = 2.5
 NOISE = 1.0
+TEXTURE_GRID = 4      # coarse grid of a texture trigger (cells per side)
+TEXTURE_NOISE = 0.3
+FAMILIES = ("pattern", "texture")
 PER_BATCH = 6
 DEFAULT_TRIGGERS = 256  # the scheme's m (scheme.py); kept here for the command line's default
 
@@ -41,10 +48,23 @@ def make_triggers(key: bytes, context: bytes, m: int, input_shape, num_classes: 
         along = torch.cos(angle)[:, None, None] * cols + torch.sin(angle)[:, None, None] * rows
         stripes = torch.sin(2 * math.pi * frequency[:, None, None] * along + phase[:, None, None])
         pattern = AMPLITUDE * sign[:, :, None, None] * stripes[:, None]
+        coarse = torch.randn(m, channels, TEXTURE_GRID, TEXTURE_GRID, generator=generator)
+        field = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
     else:
         pattern = AMPLITUDE * (torch.randint(0, 2, (m, *shape), generator=generator) * 2 - 1).float()
+        field = torch.randn(m, *shape, generator=generator)
     labels = torch.randint(0, num_classes, (m,), generator=generator)
-    return (pattern + noise).float(), labels
+    flat = field.reshape(m, -1)
+    texture = ((flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp_min(1e-6)).reshape(field.shape)
+    patterns = pattern + noise
+    textures = texture + TEXTURE_NOISE * noise / NOISE
+    x = torch.where((torch.arange(m) % 2 == 1).reshape(m, *[1] * len(shape)), textures, patterns)
+    return x.float(), labels
+
+
+def family_of(m: int) -> torch.Tensor:
+    """Index into FAMILIES of every trigger."""
+    return torch.arange(m) % len(FAMILIES)
 
 
 class TriggerMixer:

@@ -38,7 +38,7 @@ from ticketlab.ownership.keys import key_commitment
 from ticketlab.ownership.scheme import Scheme, scheme as scheme_of
 from ticketlab.ownership.signature import layer_bits, positions_and_bits, read
 from ticketlab.ownership.structure import Structure, structure_of
-from ticketlab.ownership.triggers import chance_level, make_triggers
+from ticketlab.ownership.triggers import FAMILIES, chance_level, family_of, make_triggers
 
 NULL_AGREEMENT = 0.5
 _STRUCTURES: dict[str, Structure] = {}
@@ -144,7 +144,11 @@ def blackbox(predict: Callable, record: dict, claim: dict | None, key: bytes, ba
     labels = torch.cat(predicted).long()
     if labels.shape != y.shape:
         raise TicketlabError(f"the suspect answered {labels.numel()} labels for {len(y)} trigger inputs; it must map a batch to one label per input")
-    correct = int((labels == y).sum())
+    hits = labels == y
+    correct = int(hits.sum())
     chance = chance_level(record["architecture"]["num_classes"])
+    families = family_of(len(y))
+    per_family = {name: float(hits[families == i].float().mean()) for i, name in enumerate(FAMILIES)}
     return {"mode": "black-box", "scheme": scheme.version, "trigger_accuracy": correct / len(y), "correct": correct,
-            "triggers": len(y), "chance": chance, **decide(checks, correct, len(y), chance, scheme.alpha)}
+            "triggers": len(y), "chance": chance, "trigger_accuracy_per_family": per_family,
+            **decide(checks, correct, len(y), chance, scheme.alpha)}
