@@ -64,7 +64,7 @@ def main():
     rho = float(args.rho)
 
     def search(density, **options):
-        return tl.supertickets(args.model, source, recipe, density=density, rho=rho, retrain=retrain, **common,
+        return tl.find_supertickets(args.model, source, recipe, density=density, rho=rho, retrain=retrain, **common,
                                **options).result
 
     runs = {}
@@ -81,7 +81,7 @@ def main():
     target = dataclasses.replace(recipe, steps=f"{args.transfer_epochs}ep")
     transfers = {str(seed): tl.transfer(ticket, digits, target, seeds=[seed], runs_dir=args.runs_dir).result
                  for seed, ticket in zip(seeds, runs[("supertickets", middle)]["tickets"])}
-    direct = tl.supertickets(args.model, digits, target, density=middle, rho=rho, retrain=retrain, **common).result
+    direct = tl.find_supertickets(args.model, digits, target, density=middle, rho=rho, retrain=retrain, **common).result
     dense_digits = {str(seed): tl.train(args.model, digits, target, seed=seed, runs_dir=args.runs_dir)
                     for seed in seeds}
 

@@ -1,6 +1,7 @@
 """The Python API: docs/api.md's examples run as written, and the API and the CLI compute the same runs."""
 
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def test_every_call_names_and_stores_the_run_its_command_does(cli, tmp_path, one
 
     recipe_args = ["--steps", "2ep", "--batch-size", "50", "--eval-every", "1ep"]
     super_recipe = tl.preset("supertickets", steps="2ep", batch_size=50, eval_every="1ep")
-    found = tl.supertickets("supernet_w4_c1_e1", images, super_recipe, density=0.3, prune_interval="1ep",
+    found = tl.find_supertickets("supernet_w4_c1_e1", images, super_recipe, density=0.3, prune_interval="1ep",
                             runs_dir=runs)
     assert same(["supertickets", *IMAGES[:4], "--model", "supernet_w4_c1_e1", *recipe_args, "--density", "0.3",
                  "--prune-interval", "1ep"], found)["tickets"] == found.tickets
@@ -225,7 +226,10 @@ def test_a_sweep_given_as_a_dict_is_the_sweep_of_its_grid_file(cli, tmp_path, on
                     'steps = "20it"\nbatch_size = 32\neval_every = "20it"\n[grid]\nseed = [0, 1]\n')
     res = cli("sweep", toml, "--workers", "1", "--runs-dir", tmp_path, "--json")
     assert res.code == 0 and res.json()["sweep_dir"] == str(swept.sweep_dir)
-    assert callable(tl.sweep) and callable(tl.supertickets)  # not the modules of the same names, once imported
+    assert callable(tl.sweep) and callable(tl.find_supertickets)
+    # importing a submodule binds it on the package, so no API name may be a submodule's
+    submodules = {m.name for m in pkgutil.iter_modules(tl.__path__)}
+    assert not submodules & set(tl.__all__)
     with pytest.raises(tl.TicketlabError, match="grid.seed must be a non-empty list"):
         tl.sweep({"command": "train", "grid": {"seed": []}}, runs_dir=tmp_path)
 
@@ -250,8 +254,8 @@ def test_the_new_calls_refuse_mistakes_with_one_line_before_anything_is_written(
         (lambda: tl.layer_tickets("mlp_32_16", data, recipe, runs_dir=out), "ResNet"),
         (lambda: tl.layer_tickets("resnet14_w4", images, recipe, remove=9, runs_dir=out), "impossible"),
         (lambda: tl.layer_tickets("resnet14_w4", images, recipe, power_watts=0, runs_dir=out), "power_watts"),
-        (lambda: tl.supertickets("mlp_32_16", data, recipe, runs_dir=out), "no searchable blocks"),
-        (lambda: tl.supertickets("supernet_w4_c1_e1", images, recipe, density=2, runs_dir=out), "density"),
+        (lambda: tl.find_supertickets("mlp_32_16", data, recipe, runs_dir=out), "no searchable blocks"),
+        (lambda: tl.find_supertickets("supernet_w4_c1_e1", images, recipe, density=2, runs_dir=out), "density"),
         (lambda: tl.transfer(tmp_path / "none.safetensors", images, recipe, runs_dir=out), "does not exist"),
         (lambda: tl.stability(tmp_path / "none.safetensors", points=2, runs_dir=out), "points"),
         (lambda: tl.controls(tmp_path, "reinit"), "unknown control kind"),

@@ -9,7 +9,7 @@ from ticketlab.cli import build_parser
 from ticketlab.commands.build import build
 from ticketlab.commands.registry import command
 from ticketlab.config import to_dict
-from ticketlab.sweep import point
+from ticketlab.sweeps import point
 
 GRID = """
 command = "pai"

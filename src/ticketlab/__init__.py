@@ -5,8 +5,6 @@ the command line starts without importing the training stack it does not need.
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -14,9 +12,9 @@ _EXPORTS = {
     "ticketlab.api": ("ControlsResult", "ImpLevel", "ImpRun", "InferResult", "PaiSweepResult", "ProfileResult",
                       "RobustnessResult", "SanityResult", "StabilityResult", "StructuredResult", "SuperticketsResult",
                       "SweepResult", "TrainResult", "TransferResult", "controls", "create_model", "export",
-                      "filter_tickets", "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket",
+                      "filter_tickets", "find_supertickets", "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket",
                       "pai_sweep", "preset", "presets", "profile", "prune", "report", "robustness", "sanity",
-                      "stability", "supertickets", "sweep", "train", "transfer"),
+                      "stability", "sweep", "train", "transfer"),
     "ticketlab.config": ("DataConfig", "ModelConfig", "PaiConfig", "PruneConfig", "TrainConfig"),
     "ticketlab.cts.config": ("CtsConfig",),
     "ticketlab.data": ("Dataset",),
@@ -38,16 +36,3 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(set(globals()) | set(_WHERE))
 
-
-class _Package(types.ModuleType):
-    """`tl.sweep` and `tl.supertickets` stay the API's calls once the modules of the same name are imported:
-    the import system's binding of a submodule onto this package is skipped for those names (import the
-    modules themselves with `from ticketlab.sweep import ...`)."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and name in _WHERE:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -59,7 +59,7 @@ from ticketlab.runtime import checked_data, default_workers, finished, load_data
 from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.frontier import write_frontier
 from ticketlab.supertickets.jobs import run_supertickets, run_transfer
-from ticketlab.sweep import run_sweep
+from ticketlab.sweeps import run_sweep
 from ticketlab.ticket import Ticket, load_ticket
 
 __all__ = ["ControlsResult", "Dataset", "ImpLevel", "ImpRun", "InferResult", "PaiSweepResult", "ProfileResult",
@@ -504,7 +504,7 @@ class SuperticketsResult:
         return load_ticket(self.tickets[0])
 
 
-def supertickets(model, data: Dataset, recipe: TrainConfig | None = None, *, density: float = 0.1,
+def find_supertickets(model, data: Dataset, recipe: TrainConfig | None = None, *, density: float = 0.1,
                  retrain: str = "0it", baseline: str = "none", seeds=(0,), runs_dir: str | Path = "runs",
                  workers: int | None = None, quiet: bool = True, **options) -> SuperticketsResult:
     """Search a supernet's architecture and its ticket at `density` in one training (`recipe`, default

@@ -1,11 +1,11 @@
-"""`ticketlab sweep GRID_FILE`: the command that runs a grid of other commands (ticketlab.sweep)."""
+"""`ticketlab sweep GRID_FILE`: the command that runs a grid of other commands (ticketlab.sweeps)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ticketlab.commands.spec import Command, Json, RunsDir, Workers, arg
-from ticketlab.sweep import ENGINES, run_sweep, sweep_table
+from ticketlab.sweeps import ENGINES, run_sweep, sweep_table
 
 
 @dataclass(kw_only=True)

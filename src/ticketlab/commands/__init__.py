@@ -1,4 +1,4 @@
-"""ticketlab's commands declared as data, for any front end: the CLI (ticketlab.cli) and sweeps (ticketlab.sweep).
+"""ticketlab's commands declared as data, for any front end: the CLI (ticketlab.cli) and sweeps (ticketlab.sweeps).
 
 `spec` says what a command is (config sections, an options dataclass, run and render functions),
 `build` turns option values into the command's configs and options, `registry` holds every command
