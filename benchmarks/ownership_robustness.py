@@ -4,8 +4,8 @@ key search, disputes and the null distribution of the test, single-threaded.
 Tickets: LeNet-300-100, one-shot lottery tickets (dense training, global magnitude pruning to 3.6 %
 of the weights, reset to θ₀, retraining), Adam 1.2e-3, batch 60, 2,000 iterations per training on a
 20,000-image training subset (5,000 held out for validation), the full test set; owner seeds and
-independent seeds. Every owner ticket is signed with its own key (scheme 2: n = 512, m = 256,
-alpha = 1e-6/2^40), and for the trade-off also with n = 256 and n = 1024 (experimental schemes that
+independent seeds. Every owner ticket is signed with its own key (scheme 2: n = 1024, m = 256,
+alpha = 1e-6/2^40), and for the trade-off also with n = 512 and n = 2048 (experimental schemes that
 exist only inside this script). Then, per owner seed:
   - embedding cost (signed vs unsigned test accuracy) and the owner's own verification;
   - every attack of ownership/attacks.py, each verified white-box and black-box, with the thief's
@@ -48,9 +48,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCALES = {
     "full": {"owners": [0, 1], "nulls": [100, 101, 102, 103, 104, 105], "steps": 2000, "train_subset": 20000,
              "val_size": 5000, "test_subset": 0, "keys_per_pair": 850, "key_search": 10 ** 6, "epochs": [1, 5],
-             "tradeoff": [256, 1024]},
+             "tradeoff": [512, 2048]},
     "smoke": {"owners": [0], "nulls": [100, 101], "steps": 150, "train_subset": 2000, "val_size": 500,
-              "test_subset": 1000, "keys_per_pair": 50, "key_search": 10 ** 4, "epochs": [1], "tradeoff": [256]},
+              "test_subset": 1000, "keys_per_pair": 50, "key_search": 10 ** 4, "epochs": [1], "tradeoff": [512]},
 }
 DENSITY = 0.036
 MODEL = "lenet_300_100"
@@ -119,7 +119,7 @@ def verify_file(path: Path, record: dict, claim: dict, key: bytes) -> dict:
     state, kind = load_model(path, record["architecture"])
     white = whitebox(state, record, claim, key)
     black = blackbox(jobs.suspect_predictor(path, record, jobs.exported(path, False)), record, claim, key)
-    return {"kind": kind, "wb_verified": white["verified"], "wb_log10_p": white["log10_p_value"],
+    return {"file_kind": kind, "wb_verified": white["verified"], "wb_log10_p": white["log10_p_value"],
             "agreement": white["agreement"], "agreeing_bits": white["agreeing_bits"], "bits": white["bits"],
             "bb_verified": black["verified"], "bb_log10_p": black["log10_p_value"],
             "trigger_accuracy": black["trigger_accuracy"], "per_family": black["trigger_accuracy_per_family"]}
@@ -400,9 +400,9 @@ def write_report(results: dict, out: Path, command: str, meta: dict) -> None:
                      f"{r['own']['agreeing_bits']}/{r['own']['bits']}, p {p_text(r['own']['wb_log10_p'])} | "
                      f"{r['own']['trigger_accuracy']:.2f}, p {p_text(r['own']['bb_log10_p'])} |")
     lines += ["", "## The bits trade-off", "",
-              "The same tickets signed with n = 256 and n = 1024 (experimental schemes, this script only) next to "
-              "scheme 2's n = 512. Agreement needed at alpha: n = 256: 197 (77.0 %), 512: 355 (69.3 %), 1024: 652 "
-              "(63.7 %). Cells: mean test accuracy %, then mean agreement and seeds verified.", ""]
+              "The same tickets signed with n = 512 and n = 2048 (experimental schemes, this script only) next to "
+              "scheme 2's n = 1024. Agreement needed at alpha: n = 512: 355 (69.3 %), 1024: 652 (63.7 %), 2048: "
+              "1223 (59.7 %). Cells: mean test accuracy %, then mean agreement and seeds verified.", ""]
     header = ["signed acc %"] + list(next(iter(per_seed.values()))["tradeoff"].get(
         str(results["scale"]["tradeoff"][0]), {}).get("attacks", {}).keys())
     lines += ["| n | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
@@ -470,8 +470,8 @@ def write_report(results: dict, out: Path, command: str, meta: dict) -> None:
     agreements = [a for r in per_seed.values() for a in r["null"]["null_agreement"]]
     lines.append(f"- The null distribution: {len(logs):,} white-box tests of independent tickets (their aligned readings "
                  f"of every carrier connection) against the positions and bits of other keys. Agreement "
-                 f"{statistics.fmean(agreements):.4f} ± {statistics.pstdev(agreements):.4f} (Binomial(512, 1/2): "
-                 f"0.5 ± 0.0221); smallest p {p_text(min(logs))}; none reaches alpha.")
+                 f"{statistics.fmean(agreements):.4f} ± {statistics.pstdev(agreements):.4f} (Binomial({CURRENT.bits}, 1/2): "
+                 f"0.5 ± {0.5 / math.sqrt(CURRENT.bits):.4f}); smallest p {p_text(min(logs))}; none reaches alpha.")
     lines += ["", "| p-value at most | tests | share | exact test allows |", "|---|---|---|---|"]
     for t in (0.5, 0.1, 1e-2, 1e-3, 1e-4):
         count = sum(p <= math.log10(t) + 1e-12 for p in logs)

@@ -20,7 +20,7 @@ from ticketlab.ownership.verification import whitebox
 from ticketlab.provenance import Provenance
 from ticketlab.ticket import Ticket
 
-NETWORKS = [("own_models:BatchNormCNN", {"width": 32}), ("own_models:TinyResNet", {"width": 24})]
+NETWORKS = [("own_models:BatchNormCNN", {"width": 48}), ("own_models:TinyResNet", {"width": 32})]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_a_network_of_ones_own_is_signed_and_verified_through_every_free_transfo
         name, kwargs, images, tmp_path, one_thread):
     ticket, claim, record, key, report = signed(name, kwargs, images, tmp_path)
     assert sum(report["bits_per_carrier"].values()) == CURRENT.bits and len(report["bits_per_carrier"]) >= 3
-    assert whitebox(attacks.weights_of(ticket), record, claim, key)["agreeing_bits"] >= 500
+    assert whitebox(attacks.weights_of(ticket), record, claim, key)["agreeing_bits"] >= 0.97 * CURRENT.bits
     generator = torch.Generator().manual_seed(5)
     moved = attacks.permute(attacks.rescale(ticket, 1e4, generator), 1.0, generator)  # BatchNorm γ, β rescaled
     with torch.no_grad():
@@ -61,14 +61,14 @@ def test_a_network_of_ones_own_is_signed_and_verified_through_every_free_transfo
         assert torch.allclose(ticket_model(ticket)(x), ticket_model(moved)(x), rtol=1e-3, atol=1e-3)
     disguised = attacks.disguise(ticket, 1e4, generator)  # rescaled, permuted and densified
     result = whitebox(attacks.weights_of(disguised), record, claim, key)
-    assert result["verified"] and result["agreeing_bits"] >= 480, result
+    assert result["verified"] and result["agreeing_bits"] >= 0.93 * CURRENT.bits, result
     out = tmp_path / "copy.onnx"
     jobs.write_attacked(disguised, out, "onnx")  # BatchNorm folded into the convs by the exporter
     from ticketlab.ownership.canonical import load_model
     state, kind = load_model(out, record["architecture"])
     assert kind == "onnx" and not any("running_var" in k for k in state)
     result = whitebox(state, record, claim, key)
-    assert result["verified"] and result["agreeing_bits"] >= 480, result
+    assert result["verified"] and result["agreeing_bits"] >= 0.93 * CURRENT.bits, result
 
 
 def test_a_model_whose_hidden_units_pass_through_attention_is_refused_in_one_line():
@@ -81,7 +81,12 @@ def test_a_model_whose_hidden_units_pass_through_attention_is_refused_in_one_lin
 
 def test_registry_models_have_carriers_where_their_units_can_be_aligned():
     for name, shape in (("conv2", (1, 28, 28)), ("resnet20", (3, 32, 32)), ("vgg11", (3, 32, 32)),
-                        ("mnist1d_cnn", (1, 40)), ("lenet_300_100", (1, 28, 28))):
+                        ("lenet_300_100", (1, 28, 28))):
         structure = analyse(create_model(name, shape, 10, seed=0))
         require_carriers(structure, CURRENT.blocks_per_bit * CURRENT.bits, CURRENT.bits)
         assert structure.layers[structure.carriers[-1]].out_role == "output"
+    # every layer of mnist1d_cnn can carry bits, but 2,400 connections are too few for the scheme's bits
+    structure = analyse(create_model("mnist1d_cnn", (1, 40), 10, seed=0))
+    assert len(structure.carriers) == 4
+    with pytest.raises(TicketlabError, match="too small to carry a 1024-bit signature"):
+        require_carriers(structure, CURRENT.blocks_per_bit * CURRENT.bits, CURRENT.bits)

@@ -11,8 +11,9 @@ with probability at most 10^-6, the union bound gives the per-test level
     alpha = 10^-6 / 2^40 ≈ 9.09e-19,
 
 exact for each test because the bits (and trigger labels) are uniform and independent of anything
-made without the key. With n bits, k of which agree, p = P(Binomial(n, 1/2) ≥ k); n = 512 needs
-k ≥ 355 (69.3 %) for p ≤ alpha, so a signature survives attacks that flip up to 30 % of its bits.
+made without the key. With n bits, k of which agree, p = P(Binomial(n, 1/2) ≥ k); n = 1024 needs
+k ≥ 652 (63.7 %) for p ≤ alpha, so a signature survives attacks that flip up to 36 % of its bits
+(n = 512 would need 69.3 %, 256 77.0 %: benchmarks/ownership_robustness.py measures the trade-off).
 Black-box: m = 256 triggers with uniform random labels over C classes, p = P(Binomial(m, 1/C) ≥ k);
 C = 10 needs 77 correct (30 %).
 """
@@ -45,7 +46,7 @@ class Scheme:
                 "search": f"2^{self.search_log2} tries succeed with probability <= {self.search_error:g}"}
 
 
-SCHEMES = {2: Scheme(version=2, bits=512, triggers=256)}
+SCHEMES = {2: Scheme(version=2, bits=1024, triggers=256)}
 CURRENT = SCHEMES[2]
 
 
