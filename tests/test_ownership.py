@@ -370,6 +370,16 @@ def test_models_without_alignable_hidden_units_are_refused_in_one_line():
         assert "\n" not in str(error.value)
 
 
+def test_no_ownership_call_shares_its_name_with_a_module():
+    """Importing a submodule binds it on the package: ownership.verify must stay the function."""
+    import pkgutil
+
+    from ticketlab import ownership
+    assert not {m.name for m in pkgutil.iter_modules(ownership.__path__)} & set(ownership.__all__)
+    assert {"keygen", "sign", "register", "verify", "attack", "dispute"} <= set(ownership.__all__)
+    assert all(callable(getattr(ownership, name)) and getattr(ownership, name).__doc__ for name in ownership.__all__)
+
+
 def test_keygen_writes_a_private_key_and_never_overwrites(tmp_path):
     result = jobs.keygen_job(tmp_path / "k")
     assert result["key"] == str(tmp_path / "k") and len(read_key(tmp_path / "k")) == 32
