@@ -425,3 +425,24 @@ def test_the_batch_hook_keeps_training_exact_and_resumable(tmp_path, tiny_data, 
     assert (tmp_path / "resumed" / CHECKPOINT).exists()
     resumed = trained(tmp_path / "resumed", mixer)
     assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+
+
+def test_the_command_line_signs_registers_verifies_and_settles_disputes_through_the_same_jobs(owner, tmp_path, cli):
+    ticket, key, claim, record = owner["ticket"], owner["key_path"], owner["claim"], owner["record"]
+    white = cli("verify", ticket, "--key", key, "--claim", claim, "--json")
+    assert white.code == 0 and white.json()["verified"] and white.json()["mode"] == "white-box"
+    black = cli("verify", ticket, "--key", key, "--record", record, "--blackbox")
+    assert black.code == 0 and black.out.startswith("VERIFIED"), black.out + black.err
+    assert cli("verify", owner["nulls"][0], "--key", key, "--claim", claim).code in (1, 2)
+    released = tmp_path / "released.safetensors"
+    assert cli("attack", ticket, "--kind", "rescale", "--format", "safetensors", "--out", released).code == 0
+    registered = cli("register", released, "--claim", claim, "--key", key, "--anchor", "git:feed",
+                     "--anchored-at", "2026-03-01T00:00:00+00:00", "--json")
+    assert registered.code == 0, registered.err
+    again = cli("verify", released, "--key", key, "--claim", claim, "--record", registered.json()["record"],
+                "--registered", released)
+    assert again.code == 0 and "VERIFIED" in again.out
+    party = ["--{}-model", ticket, "--{}-record", record, "--{}-claim", claim, "--{}-key", key]
+    both = [str(a).format(side) for side in "ab" for a in party]
+    settled = cli("dispute", *both)  # the same registration twice: both signatures in both models, same time
+    assert settled.code == 1 and settled.out.startswith("owner: none"), settled.out + settled.err
