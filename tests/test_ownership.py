@@ -446,3 +446,21 @@ def test_the_command_line_signs_registers_verifies_and_settles_disputes_through_
     both = [str(a).format(side) for side in "ab" for a in party]
     settled = cli("dispute", *both)  # the same registration twice: both signatures in both models, same time
     assert settled.code == 1 and settled.out.startswith("owner: none"), settled.out + settled.err
+
+
+def test_binomial_tails_are_exact_far_below_floating_point_underflow():
+    from fractions import Fraction
+    from ticketlab.ownership.verification import binomial_p_value
+
+    def exact_log10(k, n, p0):
+        p = Fraction(p0)
+        tail = sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+        return (math.log(tail.numerator) - math.log(tail.denominator)) / math.log(10)
+
+    for k, n, p0 in ((0, 10, 0.5), (1, 1, 0.5), (652, 1024, 0.5), (1024, 1024, 0.5), (77, 256, 0.1), (256, 256, 0.1),
+                     (30, 256, 0.1)):
+        p, log10_p = binomial_p_value(k, n, p0)
+        assert log10_p == pytest.approx(exact_log10(k, n, p0), rel=1e-10, abs=1e-12)
+        assert p == pytest.approx(10 ** log10_p)
+    assert binomial_p_value(1024, 1024, 0.5)[1] < -308  # below what a float p can hold
+    assert binomial_p_value(5, 4, 0.5) == (0.0, -math.inf)
