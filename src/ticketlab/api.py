@@ -64,9 +64,9 @@ from ticketlab.ticket import Ticket, load_ticket
 
 __all__ = ["ControlsResult", "Dataset", "ImpLevel", "ImpRun", "InferResult", "PaiSweepResult", "ProfileResult",
            "RobustnessResult", "SanityResult", "StabilityResult", "StructuredResult", "SuperticketsResult",
-           "SweepResult", "TrainResult", "TransferResult", "controls", "create_model", "export", "filter_tickets",
+           "SweepResult", "TrainResult", "TransferResult", "controls", "create_model", "export", "filter_tickets", "find_supertickets",
            "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket", "pai_sweep", "preset",
-           "presets", "profile", "prune", "report", "robustness", "sanity", "stability", "supertickets", "sweep",
+           "presets", "profile", "prune", "report", "robustness", "sanity", "stability", "sweep",
            "train", "transfer"]
 
 
@@ -391,8 +391,17 @@ def pai_sweep(model, data: Dataset, methods, densities, recipe: TrainConfig | No
 
 # ---- layer and filter tickets, robustness ------------------------------------------------------------
 
+class _FirstTicket:
+    """Results over seeds: `tickets` holds one ticket path per seed."""
+
+    @property
+    def ticket(self) -> Ticket:
+        """The first seed's ticket."""
+        return load_ticket(self.tickets[0])
+
+
 @dataclass
-class StructuredResult:
+class StructuredResult(_FirstTicket):
     """Layer or filter tickets over seeds next to the dense network trained with the same recipe: means
     over seeds (their std and the per-seed dicts are in `result`)."""
     kind: str                     # "layers" or "filters"
@@ -404,11 +413,6 @@ class StructuredResult:
     tickets: list[str]
     run_dir: Path
     result: dict = field(repr=False)
-
-    @property
-    def ticket(self) -> Ticket:
-        """The first seed's ticket."""
-        return load_ticket(self.tickets[0])
 
 
 def layer_tickets(model, data: Dataset, recipe: TrainConfig | None = None, *, remove: int = 1,
@@ -486,7 +490,7 @@ def robustness(tickets, dense: Ticket | str | Path | None = None, *, data: Datas
 # ---- SuperTickets and transfer ----------------------------------------------------------------------
 
 @dataclass
-class SuperticketsResult:
+class SuperticketsResult(_FirstTicket):
     """SuperTickets (or a baseline or ablation) over seeds: means of the found networks (BatchNorm
     re-estimated) and, with `retrain`, of the retrained ones; the std and per-seed dicts are in `result`."""
     method: str
@@ -497,11 +501,6 @@ class SuperticketsResult:
     tickets: list[str]
     run_dir: Path
     result: dict = field(repr=False)
-
-    @property
-    def ticket(self) -> Ticket:
-        """The first seed's ticket."""
-        return load_ticket(self.tickets[0])
 
 
 def find_supertickets(model, data: Dataset, recipe: TrainConfig | None = None, *, density: float = 0.1,
@@ -523,7 +522,7 @@ def find_supertickets(model, data: Dataset, recipe: TrainConfig | None = None, *
 
 
 @dataclass
-class TransferResult:
+class TransferResult(_FirstTicket):
     """A ticket moved to other data (new head, mask fixed) and fine-tuned, over seeds."""
     test_accuracy: float
     test_accuracy_std: float | None
@@ -532,11 +531,6 @@ class TransferResult:
     tickets: list[str]
     run_dir: Path
     result: dict = field(repr=False)
-
-    @property
-    def ticket(self) -> Ticket:
-        """The first seed's ticket."""
-        return load_ticket(self.tickets[0])
 
 
 def transfer(ticket: Ticket | str | Path, data: Dataset, recipe: TrainConfig | None = None, *, seeds=(0,),

@@ -47,6 +47,7 @@ from ticketlab.models import model_from_architecture
 from ticketlab.models.registry import prunable_names
 from ticketlab.ownership.structure import analyse
 from ticketlab.ownership.verification import binomial_p_value
+from ticketlab.pruning import keep_top_k
 from ticketlab.ticket import Ticket
 from ticketlab.trainer import train
 
@@ -262,17 +263,8 @@ def snip_mask(model: torch.nn.Module, data, kept: int, batch_size: int, seed: in
             scores[n] += (params[n].grad * params[n]).abs().detach()
     model.zero_grad()
     model.train(was)
-    flat = torch.cat([scores[n].reshape(-1) for n in names])
-    kept = min(max(kept, 1), flat.numel())
-    threshold_index = torch.argsort(flat, descending=True, stable=True)[:kept]
-    keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[threshold_index] = True
-    out, offset = {}, 0
-    for n in names:
-        size = scores[n].numel()
-        out[n] = keep[offset:offset + size].reshape(scores[n].shape)
-        offset += size
-    return Mask(out)
+    every = Mask({n: torch.ones_like(scores[n], dtype=torch.bool) for n in names})
+    return keep_top_k(scores, every, min(max(kept, 1), every.num_total()))
 
 
 def reprune(ticket: Ticket, data, cfg: TrainConfig, epochs: float, work_dir: Path, data_seed: int,
