@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--levels", default="5")
     parser.add_argument("--k", default="1ep", help="the rewind step of the LTR run")
-    parser.add_argument("--seed", default="0")
+    parser.add_argument("--seed", default="0", help="seed, or comma-separated seeds (run one at a time, then all together to report)")
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "benchmarks"))
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "rewinding-resnet20"))
     args = parser.parse_args()
@@ -36,7 +36,7 @@ def main():
     data = tl.load_dataset("fashion-mnist", train_subset=int(args.train_subset), val_size=1000, test_subset=2000)
     recipe = tl.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=f"{e}ep",
                             milestones=f"{e // 2}ep,{3 * e // 4}ep", eval_every="1ep")
-    imp = {"levels": int(args.levels), "prune_fraction": 0.2, "strategy": "global", "seeds": [int(args.seed)],
+    imp = {"levels": int(args.levels), "prune_fraction": 0.2, "strategy": "global", "seeds": [int(s) for s in args.seed.split(",")], "workers": 1,
            "runs_dir": args.runs_dir}
     reset = tl.imp("resnet20", data, recipe, rewind_step="0it", **imp)
     rewind = tl.imp("resnet20", data, recipe, rewind_step=args.k, **imp)
