@@ -1,0 +1,341 @@
+"""Many trainings of one architecture at once: a ticket, its controls, seeds or ablations as one vectorized model.
+
+`train_together` takes K members (each a model, mask, run directory, data seed and optional saved optimizer
+state) that share a recipe and a start iteration, stacks their parameters along a new leading dimension and
+trains them with `torch.func.vmap` over one `functional_call` of the architecture: one forward, one backward
+and one optimizer step per iteration for all K. Small networks such as LeNet-300-100 spend most of a step in
+per-operation overhead, which K members now share. Members of one data seed share each batch (it is drawn and
+augmented once); members of different seeds get their own.
+
+Each member's results are those of its solo `trainer.train` up to floating-point reassociation: Adam and SGD
+act elementwise, so stacking changes nothing there, and the loss summed over members has each member's own
+gradient; only the batched matrix products may add in another order. Every member's run directory holds the
+files `train` writes (metrics.jsonl, summary.json, checkpoint.safetensors, rewind snapshot), in the same format,
+so a run can resume under either loop and everything downstream reads it unchanged. Members that cannot be
+vectorized train one after another with `train`: one member, models with buffers (BatchNorm) or dropout,
+under torchrun, or operations vmap cannot batch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from tqdm import tqdm
+
+from ticketlab import distributed
+from ticketlab.config import TrainConfig
+from ticketlab.data import Dataset
+from ticketlab.errors import TicketlabError
+from ticketlab.files import read_json, write_json, write_jsonl, write_safetensors
+from ticketlab.mask import Mask
+from ticketlab.trainer import (CHECKPOINT, EVAL_BATCH, REWIND, REWIND_OPTIMIZER, TRAIN_EVAL_SAMPLE, Schedule,
+                               TrainingBatches, _load_checkpoint, _load_optimizer_state, _save_checkpoint,
+                               build_optimizer, set_learning_rate, summarize, train)
+
+RANDOM_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+@dataclass
+class Member:
+    """One training of a group: what `trainer.train` takes for one model besides the shared recipe."""
+    model: nn.Module
+    out_dir: Path
+    data_seed: int
+    mask: Mask | None = None
+    snapshot_at: int | None = None
+    optimizer_state: Path | None = None
+    label: str = "train"
+
+
+def train_together(members: list[Member], data: Dataset, cfg: TrainConfig, *, start_iteration: int = 0,
+                   quiet: bool = False, vectorize: bool = True) -> list[dict]:
+    """Train every member from `start_iteration` to the end of the schedule; return their summaries in order.
+
+    Each model is trained in place and ends with its final weights, as `train` leaves it. Finished members
+    return their stored summaries; interrupted ones resume from their checkpoints (members stopped at
+    different points resume in separate groups). `vectorize=False` trains them one after another.
+    """
+    schedule = Schedule.of(cfg, len(data.train_y))
+    if not 0 <= start_iteration < schedule.total:
+        raise TicketlabError(f"start iteration {start_iteration} is outside the training length {schedule.total}; "
+                             "choose a rewind step shorter than --steps")
+    if not vectorize or sequential_reason(members) is not None:
+        return [train(m.model, data, cfg, out_dir=m.out_dir, data_seed=m.data_seed, mask=m.mask,
+                      start_iteration=start_iteration, snapshot_at=m.snapshot_at, optimizer_state=m.optimizer_state,
+                      quiet=quiet, label=m.label) for m in members]
+    device = distributed.local_device(torch.device(cfg.device))
+    summaries: list[dict | None] = [None] * len(members)
+    groups: dict[str, list[_Run]] = {}
+    for index, member in enumerate(members):
+        run = _Run.open(member, cfg, device, start_iteration)
+        if (member.out_dir / "summary.json").exists() and run.state["iteration"] == schedule.total:
+            summaries[index] = read_json(member.out_dir / "summary.json")
+        else:
+            run.index = index
+            groups.setdefault(run.resume_key(), []).append(run)
+    for runs in groups.values():
+        for run, summary in zip(runs, _train_group(runs, data, cfg, schedule, start_iteration, device, quiet)):
+            summaries[run.index] = summary
+    return summaries
+
+
+def sequential_reason(members: list[Member]) -> str | None:
+    """Why these members cannot train as one vectorized model (None when they can)."""
+    if len(members) < 2:
+        return "a single member"
+    if distributed.world()[1] > 1:
+        return "data-parallel training (torchrun)"
+    first = members[0].model
+    shapes = [(name, tuple(p.shape)) for name, p in first.named_parameters()]
+    for member in members:
+        model = member.model
+        if type(model) is not type(first) or [(n, tuple(p.shape)) for n, p in model.named_parameters()] != shapes:
+            return "members of different architectures"
+        if any(True for _ in model.buffers()):
+            return "a model with buffers (BatchNorm statistics)"
+        if any(isinstance(module, RANDOM_MODULES) for module in model.modules()):
+            return "a model with dropout"
+        if any(p.dim() == 0 for p in model.parameters()):
+            return "a model with scalar parameters"
+    return None
+
+
+class _Run:
+    """One member's training state: the trainer's counters and metrics, its model and a solo optimizer that
+    carries its optimizer state in and out of the group (checkpoints, snapshots)."""
+
+    def __init__(self, member: Member, optimizer: torch.optim.Optimizer, state: dict):
+        self.member, self.optimizer, self.state = member, optimizer, state
+        self.index = 0
+
+    @classmethod
+    def open(cls, member: Member, cfg: TrainConfig, device: torch.device, start_iteration: int) -> "_Run":
+        model = member.model.to(device)
+        if member.mask is not None:
+            member.mask.check_matches(model)
+            member.mask.apply_(model)
+        optimizer = build_optimizer(model, cfg)
+        state = {"iteration": start_iteration, "metrics": [], "loss_sum": 0.0, "correct": 0, "seen": 0,
+                 "wall_time": 0.0, "train_examples": 0, "eval_examples": 0}
+        checkpoint_path = member.out_dir / CHECKPOINT
+        if checkpoint_path.exists():
+            state = _load_checkpoint(checkpoint_path, model, optimizer)
+            if member.mask is not None:
+                member.mask.apply_(model)
+        elif member.optimizer_state is not None:
+            _load_optimizer_state(Path(member.optimizer_state), optimizer)
+        return cls(member, optimizer, state)
+
+    def resume_key(self) -> str:
+        """Members train together only from the same iteration with the same optimizer counters (Adam's step)."""
+        counters = {index: {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in values.items()
+                            if not _stacks(k, v)}
+                    for index, values in self.optimizer.state_dict()["state"].items()}
+        return json.dumps([self.state["iteration"], counters], sort_keys=True, default=str)
+
+    def save(self, name: str, state: dict) -> None:
+        _save_checkpoint(self.member.out_dir / name, self.member.model, self.optimizer, state)
+
+
+def _stacks(key: str, value) -> bool:
+    """Optimizer state entries stacked along the member dimension: per-weight tensors, not the step counter."""
+    return isinstance(value, torch.Tensor) and value.dim() > 0 and key != "step"
+
+
+class _Stacked:
+    """The members' parameters stacked along dimension 0, one optimizer over them, and masks to match."""
+
+    def __init__(self, runs: list[_Run], cfg: TrainConfig):
+        self.runs = runs
+        self.template = runs[0].member.model
+        self.names = [name for name, _ in self.template.named_parameters()]
+        per_member = [dict(r.member.model.named_parameters()) for r in runs]
+        holder = nn.ParameterList(torch.stack([p[name].detach() for p in per_member]) for name in self.names)
+        self.params = list(holder)
+        self.optimizer = build_optimizer(holder, cfg)
+        states = [r.optimizer.state_dict() for r in runs]
+        stacked_state = {index: {key: torch.stack([s["state"][index][key] for s in states]) if _stacks(key, value)
+                                 else value for key, value in values.items()}
+                         for index, values in states[0]["state"].items()}
+        self.optimizer.load_state_dict({"state": stacked_state, "param_groups": states[0]["param_groups"]})
+        masked = [name for name in self.names if any(r.member.mask is not None and name in r.member.mask.tensors
+                                                     for r in runs)]
+        self.masked_params = [self.params[self.names.index(name)] for name in masked]
+        self.masks = [torch.stack([_keep(r.member.mask, name, p) for r, p in zip(runs, self._member_views(name))])
+                      for name in masked]
+
+    def _member_views(self, name: str) -> list[torch.Tensor]:
+        return list(self.params[self.names.index(name)].detach().unbind(0))
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        if self.masked_params:
+            torch._foreach_mul_(self.masked_params, self.masks)
+
+    def logits(self, x: torch.Tensor, per_member_input: bool) -> torch.Tensor:
+        """Every member's logits for its input: x is shared, or one input per member along dimension 0."""
+        def forward(params, inputs):
+            return functional_call(self.template, dict(zip(self.names, params)), (inputs,))
+        return vmap(forward, in_dims=(0, 0 if per_member_input else None))(self.params, x)
+
+    @torch.no_grad()
+    def write_back(self, which: list[int] | None = None) -> None:
+        """Copy the stacked weights and optimizer state into the members' own model and optimizer."""
+        stacked = self.optimizer.state_dict()
+        for i in (range(len(self.runs)) if which is None else which):
+            run = self.runs[i]
+            for name, param in run.member.model.named_parameters():
+                param.copy_(self.params[self.names.index(name)][i])
+            state = {index: {key: value[i].clone() if _stacks(key, value) else value for key, value in values.items()}
+                     for index, values in stacked["state"].items()}
+            run.optimizer.load_state_dict({"state": state, "param_groups": stacked["param_groups"]})
+
+
+def _keep(mask: Mask | None, name: str, like: torch.Tensor) -> torch.Tensor:
+    if mask is None or name not in mask.tensors:
+        return torch.ones_like(like)
+    return mask[name].to(device=like.device, dtype=like.dtype)
+
+
+@torch.inference_mode()
+def _evaluate(stacked: _Stacked, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+    """Each member's mean cross-entropy and accuracy over a whole split, in `trainer.evaluate`'s batches."""
+    members = len(stacked.runs)
+    if len(y) == 0:
+        return [(float("nan"), float("nan"))] * members
+    loss_sums, corrects = [0.0] * members, [0] * members
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = stacked.logits(x[start:start + EVAL_BATCH], per_member_input=False)
+        target = y[start:start + EVAL_BATCH]
+        losses = vmap(lambda member_logits: F.cross_entropy(member_logits, target, reduction="sum"))(logits)
+        correct = (logits.argmax(-1) == target).sum(-1)
+        for i, (loss, hits) in enumerate(zip(losses.tolist(), correct.tolist())):
+            loss_sums[i] += loss
+            corrects[i] += hits
+    return [(loss_sum / len(y), hits / len(y)) for loss_sum, hits in zip(loss_sums, corrects)]
+
+
+def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Schedule, start_iteration: int,
+                 device: torch.device, quiet: bool) -> list[dict]:
+    """The trainer's loop for members resuming at one iteration, with one vectorized step for all of them."""
+    if len(runs) == 1:
+        member = runs[0].member
+        return [train(member.model, data, cfg, out_dir=member.out_dir, data_seed=member.data_seed, mask=member.mask,
+                      start_iteration=start_iteration, snapshot_at=member.snapshot_at,
+                      optimizer_state=member.optimizer_state, quiet=quiet, label=member.label)]
+    stacked = _Stacked(runs, cfg)
+    stacked.apply_masks()
+    splits = {name: (getattr(data, f"{name}_x").to(device), getattr(data, f"{name}_y").to(device))
+              for name in ("train", "val", "test")}
+    train_x, train_y = splits["train"]
+    augment = data.augment if cfg.augment == "auto" else cfg.augment
+    seeds = sorted({r.member.data_seed for r in runs})
+    batches = {seed: TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, seed, augment)
+               for seed in seeds}
+    shared_batch = len(seeds) == 1
+    states = [r.state for r in runs]
+
+    def record(iteration: int, lr: float) -> None:
+        results = {split: _evaluate(stacked, *splits[split]) for split in ("val", "test")}
+        for i, state in enumerate(states):
+            entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
+                     "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
+                     "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
+            for split in ("val", "test"):
+                entry[f"{split}_loss"], entry[f"{split}_accuracy"] = results[split][i]
+                state["eval_examples"] += len(splits[split][1])
+            state["metrics"].append(entry)
+            state["loss_sum"], state["correct"], state["seen"] = 0.0, 0, 0
+
+    def snapshot(which: list[int]) -> None:
+        stacked.write_back(which)
+        for i in which:
+            write_safetensors(runs[i].member.out_dir / REWIND, runs[i].member.model.state_dict())
+            runs[i].save(REWIND_OPTIMIZER, {})
+
+    def checkpoint() -> None:
+        stacked.write_back()
+        for run in runs:  # metrics first, checkpoint last, as `train` writes them
+            write_jsonl(run.member.out_dir / "metrics.jsonl", run.state["metrics"])
+            run.save(CHECKPOINT, run.state)
+
+    def snapshots_at(iteration: int) -> list[int]:
+        return [i for i, r in enumerate(runs) if r.member.snapshot_at == iteration]
+
+    started = time.perf_counter()
+    first = states[0]["iteration"]
+    if first == start_iteration and not states[0]["metrics"]:
+        if snapshots_at(first):
+            snapshot(snapshots_at(first))
+        record(first, schedule.learning_rate(first))
+    label = " + ".join(r.member.label for r in runs)
+    progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
+                    leave=False, dynamic_ncols=True)
+    step_time = 0.0
+    for iteration in range(first, schedule.total):
+        if shared_batch:
+            x, y = batches[seeds[0]].at(iteration)
+        else:
+            drawn = {seed: batches[seed].at(iteration) for seed in seeds}
+            x = torch.stack([drawn[r.member.data_seed][0] for r in runs])
+            y = torch.stack([drawn[r.member.data_seed][1] for r in runs])
+        step_started = time.perf_counter()
+        lr = schedule.learning_rate(iteration)
+        set_learning_rate(stacked.optimizer, lr)
+        logits = stacked.logits(x, per_member_input=not shared_batch)
+        if shared_batch:
+            losses = vmap(lambda member_logits: F.cross_entropy(member_logits, y))(logits)
+        else:
+            losses = vmap(F.cross_entropy)(logits, y)
+        stacked.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # each member's gradient is its own loss's: the others' do not depend on it
+        stacked.optimizer.step()
+        stacked.apply_masks()
+        step_time += time.perf_counter() - step_started
+
+        hits = (logits.detach().argmax(-1) == y).sum(-1).tolist()
+        for state, loss, correct in zip(states, losses.detach().tolist(), hits):
+            state["loss_sum"] += loss * len(y if shared_batch else y[0])
+            state["correct"] += correct
+            state["seen"] += y.shape[-1]
+            state["train_examples"] += y.shape[-1]
+        done = iteration + 1
+        for state in states:
+            state["iteration"] = done
+        if snapshots_at(done):
+            snapshot(snapshots_at(done))
+        if done % schedule.eval_every == 0 or done == schedule.total:
+            record(done, lr)
+        if done % schedule.iterations_per_epoch == 0 or done == schedule.total:
+            # Each member is charged its share of the group's time: together they cost what the group cost.
+            elapsed, started = time.perf_counter() - started, time.perf_counter()
+            for state in states:
+                state["wall_time"] += elapsed / len(runs)
+                state["step_time"] = state.get("step_time", 0.0) + step_time / len(runs)
+            step_time = 0.0
+            checkpoint()
+        progress.update(1)
+    progress.close()
+
+    sample = slice(0, TRAIN_EVAL_SAMPLE)
+    final_train = _evaluate(stacked, train_x[sample], train_y[sample])
+    summaries = []
+    for run, (train_loss, train_accuracy) in zip(runs, final_train):
+        state = run.state
+        summary = summarize(state["metrics"])
+        summary["final_train_loss"], summary["final_train_accuracy"] = train_loss, train_accuracy
+        summary.update(iterations=schedule.total, start_iteration=start_iteration,
+                       wall_time_seconds=round(state["wall_time"], 3),
+                       step_time_seconds=round(state.get("step_time", 0.0), 3),
+                       train_examples=state["train_examples"], eval_examples=state["eval_examples"])
+        write_json(run.member.out_dir / "summary.json", summary)
+        summaries.append(summary)
+    return summaries
