@@ -4,6 +4,8 @@ import ast
 import gzip
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,7 +169,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Imports of ticketlab modules inside functions that defer a heavy dependency, as (module, imported
 # module). Any other function-local import hides a dependency: write it at the top.
 DEFERRED_IMPORTS = {("ticketlab.ownership", "ticketlab.ownership.jobs"),  # its Python API loads scipy on first use
-                    ("ticketlab.ownership", "ticketlab.ownership.verify")}
+                    ("ticketlab.ownership", "ticketlab.ownership.verify"),
+                    ("ticketlab.cli", "ticketlab.cli.app")}  # `ticketlab --version` answers without torch
 
 
 def ticketlab_imports() -> list[tuple[str, str, bool]]:
@@ -225,3 +228,12 @@ def test_no_import_cycle_and_no_imports_hidden_in_functions():
     # The command line is a client: nothing but its entry point imports it (sweeps use the registry).
     clients = {m for m, imported, _ in imports if imported.startswith("ticketlab.cli")}
     assert {m for m in clients if not m.startswith("ticketlab.cli")} == {"ticketlab.__main__"}
+
+
+def test_version_answers_without_importing_torch():
+    code = ("import sys; from ticketlab.cli import main; status = main(['--version']); "
+            "print('torch' in sys.modules); raise SystemExit(status)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    version, torch_loaded = done.stdout.split("\n")[:2]
+    assert version.startswith("ticketlab ") and torch_loaded == "False"
