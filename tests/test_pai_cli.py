@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ticketlab.pai import method_names
+from ticketlab.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, trained_threshold
 from ticketlab.ticket import load_ticket
 
 TINY = ["--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--steps", "60it",
@@ -88,10 +89,17 @@ def test_sanity_table_for_a_pai_method(cli, tmp_path):
     assert set(rows) == {"ticket", "shuffle-layerwise", "reinit", "invert"}
     for name in ("shuffle-layerwise", "reinit", "invert"):
         row = rows[name]
-        assert row["verdict"] in ("passes", "fails")
+        assert row["verdict"] in VERDICTS and row["reason"]
         assert row["delta"] == pytest.approx(row["test_accuracy"] - rows["ticket"]["test_accuracy"])
-        expected = "passes" if -row["delta"] > 2 * row["pooled_std"] else "fails"
-        assert row["verdict"] == expected
+        paired = row["paired"]
+        differences = [result["per_seed"][s]["ticket"] - result["per_seed"][s][name] for s in ("0", "1")]
+        assert paired["n"] == 2 and list(paired["differences"].values()) == pytest.approx(differences)
+        assert paired["mean_difference"] == pytest.approx(-row["delta"])
+        assert paired["ci_low"] <= paired["mean_difference"] <= paired["ci_high"] and "p_value" in paired
+        expected = (SUPPORTED if paired["ci_low"] > 0 else NOT_SUPPORTED if paired["ci_high"] < 0.01 else INCONCLUSIVE)
+        if min(result["per_seed"][s]["ticket"] for s in ("0", "1")) > trained_threshold(result["chance"]):
+            assert row["verdict"] == expected
+    assert "paired t-test" in result["rule"] and "1 pp" in result["rule"]
     seed_dir = Path(result["run_dir"]) / "seed-0"
     shuffled = load_ticket(seed_dir / "ablation-shuffle-layerwise" / "ticket.safetensors").mask
     ticket = load_ticket(seed_dir / "ticket.safetensors").mask
@@ -100,7 +108,7 @@ def test_sanity_table_for_a_pai_method(cli, tmp_path):
     assert inverted.num_kept() == ticket.num_kept() and not inverted.equals(ticket)
     text = cli("sanity", *TINY, "--method", "snip", "--density", "0.1", "--seeds", "0,1", "--workers", "1",
                "--runs-dir", tmp_path).out
-    assert "shuffle-layerwise" in text and ("passes" in text or "fails" in text)
+    assert "shuffle-layerwise" in text and "rule: " in text and any(v in text for v in VERDICTS)
 
 
 def test_sanity_of_random_has_no_inversion_and_one_seed_no_verdict(cli, tmp_path):
@@ -108,7 +116,7 @@ def test_sanity_of_random_has_no_inversion_and_one_seed_no_verdict(cli, tmp_path
                  "--runs-dir", tmp_path, "--json").json()
     rows = {r["variant"]: r for r in result["rows"]}
     assert rows["invert"]["test_accuracy"] is None and "not defined" in rows["invert"]["verdict"]
-    assert rows["reinit"]["verdict"].startswith("no verdict")
+    assert rows["reinit"]["verdict"] == INCONCLUSIVE and "at least 2" in rows["reinit"]["reason"]
 
 
 def test_sanity_of_imp_tickets(cli, tmp_path):
@@ -119,7 +127,7 @@ def test_sanity_of_imp_tickets(cli, tmp_path):
     # 20% per level, the last level landing on the checked density exactly: 0.8, 0.64, 0.6.
     assert result["density"] == pytest.approx(0.6, abs=1e-3)
     rows = {r["variant"]: r for r in result["rows"]}
-    assert all(rows[v]["verdict"] in ("passes", "fails") for v in ("shuffle-layerwise", "reinit", "invert"))
+    assert all(rows[v]["verdict"] in VERDICTS for v in ("shuffle-layerwise", "reinit", "invert"))
     level_dir = Path(result["run_dir"]) / "seed-0" / "level-3"
     inverted = load_ticket(level_dir / "ablation-invert" / "ticket.safetensors").mask
     ticket = load_ticket(level_dir / "ticket.safetensors").mask
@@ -167,7 +175,7 @@ def test_sanity_of_cts_inverts_its_logits(cli, tmp_path):
     result = cli("sanity", *TINY, "--method", "cts", "--density", "0.1", "--search-steps", "10it", "--seeds", "0,1",
                  "--workers", "1", "--runs-dir", tmp_path, "--json").json()
     rows = {r["variant"]: r for r in result["rows"]}
-    assert rows["invert"]["verdict"] in ("passes", "fails")
+    assert rows["invert"]["verdict"] in VERDICTS
     seed_dir = Path(result["run_dir"]) / "seed-0"
     ticket = load_ticket(seed_dir / "ticket.safetensors").mask
     inverted = load_ticket(seed_dir / "ablation-invert" / "ticket.safetensors")

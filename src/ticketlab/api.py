@@ -312,7 +312,8 @@ def controls(run: ImpRun | str | Path, kind: str, *, levels="all", seeds=None, d
 @dataclass
 class SanityResult:
     """A method's ticket against its ablations over seeds. `rows`: the job's dict per variant (variant,
-    test_accuracy, test_accuracy_std, delta, verdict), the ticket first."""
+    test_accuracy, test_accuracy_std, delta, verdict, and for an ablation its reason and `paired`
+    statistics), the ticket first; `rule`: how the verdicts are decided."""
     method: str
     density: float
     seeds: list[int]
@@ -322,8 +323,19 @@ class SanityResult:
 
     @property
     def verdicts(self) -> dict[str, str]:
-        """Each ablation's verdict: passes, fails, or why there is none."""
+        """Each ablation's verdict on "it loses accuracy": supported, not supported or inconclusive (or why
+        there is none: a method without scores has no inversion)."""
         return {row["variant"]: row["verdict"] for row in self.rows[1:]}
+
+    @property
+    def paired(self) -> dict[str, dict]:
+        """Each ablation's paired statistics over seeds (differences ticket − ablation, mean, 95% CI,
+        p-values of the paired t-test and the exact sign and Wilcoxon tests) and its verdict's reason."""
+        return {row["variant"]: row["paired"] | {"reason": row["reason"]} for row in self.rows[1:] if "paired" in row}
+
+    @property
+    def rule(self) -> str:
+        return self.result["rule"]
 
     def table(self) -> str:
         return sanity_table(self.result)

@@ -176,7 +176,10 @@ COMMANDS = (
             PaiOptions, pai_sweep, pai_text, sections=PAI_SECTIONS, skip={"pai": ("method", "density")}),
     Command("sanity", "sanity checks: ticket vs layer-wise shuffle, reinit and inversion",
             "Train a method's ticket and its ablations (layer-wise shuffle, reinitialization, inversion by the "
-            "method's own score) over seeds; an ablation passes when it loses more than two pooled "
-            "seed-standard-deviations of test accuracy. --method also takes imp, ltr and cts.",
+            "method's own score) over seeds. Each ablation is compared with the ticket seed by seed (paired t-test, "
+            "95% interval of the loss; exact sign and Wilcoxon tests beside it): supported (the ablation loses "
+            "accuracy) when the interval lies above 0, not supported when it lies below +1 pp, inconclusive "
+            "otherwise, with one seed, or when the ticket did not train. --json gives each ablation's paired "
+            "statistics and the rule. --method also takes imp, ltr and cts.",
             SanityOptions, sanity, lambda result, options: sanity_table(result), sections=PAI_SECTIONS),
 )

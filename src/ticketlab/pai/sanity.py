@@ -4,9 +4,14 @@ The method's ticket and three ablations train with the same recipe from the same
   shuffle-layerwise  each layer's mask permuted (same per-layer counts), weights θ_k
   reinit             the same mask, fresh weights from the init distribution
   invert             the lowest-scored weights by the method's own score, same count
-An ablation *passes* when it loses more than two seed-standard-deviations (pooled over ticket and
-ablation) of test accuracy; otherwise the method *fails* it: its mask is no better than that
-ablation, e.g. it only chose layer-wise densities. With one seed no verdict is given.
+Each ablation is compared with the ticket seed by seed (same θ₀, data order and scoring batches), the
+claim being "the ablation loses test accuracy" (ticket − ablation > 0), decided by stats.py's rule
+(SANITY_RULE): *supported* (the method passes) when the paired 95% t-interval of the loss lies above
+0; *not supported* (it fails: its mask is no better than that ablation, e.g. it only chose layer-wise
+densities) when the interval lies below +1 pp (SANITY_TOLERANCE), which rules out a loss worth
+naming; *inconclusive* otherwise, with one seed, or when the ticket itself did not train (a seed at
+or below chance + 20% of the way to 1). Each row carries the paired statistics (differences, mean,
+interval, t-test, exact sign and Wilcoxon tests).
 The method is looked up in the registry of mask-finding methods (pai/registry.py): a method that finds
 its mask per request (PaI, CTS) gets the one-shot check here, its inverted ticket found by the method
 itself when it has a score order; a method with a sanity procedure of its own runs that (IMP and LTR,
@@ -15,7 +20,6 @@ lth/sanity.py: the ticket is a level of an IMP run, inverted by IMP's magnitude 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ticketlab.config import derive_seed
@@ -29,6 +33,7 @@ from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, rewi
 from ticketlab.pai.registry import SanityProcedure, finding_method, mask_method, mask_methods
 from ticketlab.runs import open_run, run_dir_for
 from ticketlab.runtime import checked_data, load_data, run_seeds, train_ticket_file
+from ticketlab.stats import RULE, judge
 from ticketlab.ticket import load_ticket
 
 ABLATIONS = ("shuffle-layerwise", "reinit", "invert")
@@ -36,12 +41,14 @@ imp_schedule = lth_sanity.imp_schedule
 IMP_METHODS = tuple(m.name for m in mask_methods("lth"))  # the methods checked through an IMP run
 
 
-def verdict(ticket: list[float], ablation: list[float]) -> tuple[str, float | None]:
-    if len(ticket) < 2 or len(ablation) < 2:
-        return "no verdict (needs ≥ 2 seeds)", None
-    pooled = math.sqrt((mean_std(ticket)[1] ** 2 + mean_std(ablation)[1] ** 2) / 2)
-    loss = mean_std(ticket)[0] - mean_std(ablation)[0]
-    return ("passes" if loss > 2 * pooled else "fails"), pooled
+SANITY_TOLERANCE = 0.01  # a loss below 1 pp of test accuracy is not worth naming
+SANITY_RULE = ("claim: the ablation loses test accuracy (ticket − ablation > 0), paired by seed; " + RULE
+               + f"; tolerance {100 * SANITY_TOLERANCE:g} pp; the ticket must have trained")
+
+
+def ablation_verdict(ticket: dict, ablation: dict, chance: float) -> dict:
+    """The paired comparison of ticket and ablation (seed → test accuracy) and its verdict (SANITY_RULE)."""
+    return judge(ticket, ablation, 0.0, tolerance=SANITY_TOLERANCE, chance=chance, must_train="a")
 
 
 def _fresh_weights(configs, data, seed) -> dict:
@@ -97,26 +104,33 @@ def run_sanity(configs: dict, seeds: list[int], runs_dir: str, quiet: bool, work
     """`schedule`: the density schedule of the IMP run checked by --method imp/ltr (see lth.sanity.imp_schedule)."""
     method = configs["pai"].method
     procedure = sanity_procedure(method)
-    load_data(configs)
+    chance = 1 / load_data(configs).num_classes
     per_seed, run_dir = procedure.run(configs, seeds, runs_dir, quiet, workers, schedule)
+    result = {"method": method, "density": per_seed[seeds[0]]["density"], "seeds": seeds, "run_dir": str(run_dir),
+              "rows": sanity_rows(per_seed, seeds, chance), "rule": SANITY_RULE, "chance": chance,
+              "per_seed": {str(s): per_seed[s] for s in seeds}}
+    write_json(Path(run_dir) / f"sanity-{'-'.join(map(str, seeds))}.json", result)
+    return result
 
-    ticket_accs = [per_seed[s]["ticket"] for s in seeds]
-    rows = [{"variant": "ticket", "test_accuracy": mean_std(ticket_accs)[0], "test_accuracy_std": mean_std(ticket_accs)[1],
-             "delta": 0.0, "verdict": None}]
+
+def sanity_rows(per_seed: dict, seeds: list[int], chance: float) -> list[dict]:
+    """The ticket's row, then one per ablation: mean ± std over seeds, the mean change, the verdict, its
+    reason and the paired statistics (`paired`)."""
+    ticket = {s: per_seed[s]["ticket"] for s in seeds}
+    mean, std = mean_std(list(ticket.values()))
+    rows = [{"variant": "ticket", "test_accuracy": mean, "test_accuracy_std": std, "delta": 0.0, "verdict": None}]
     for ablation in ABLATIONS:
-        accs = [per_seed[s][ablation] for s in seeds if ablation in per_seed[s]]
+        accs = {s: per_seed[s][ablation] for s in seeds if ablation in per_seed[s]}
         if not accs:
             rows.append({"variant": ablation, "test_accuracy": None, "test_accuracy_std": None, "delta": None,
                          "verdict": "not defined (the method has no scores)"})
             continue
-        decision, pooled = verdict(ticket_accs, accs)
-        mean, std = mean_std(accs)
+        judged = ablation_verdict(ticket, accs, chance)
+        mean, std = mean_std(list(accs.values()))
         rows.append({"variant": ablation, "test_accuracy": mean, "test_accuracy_std": std,
-                     "delta": mean - rows[0]["test_accuracy"], "verdict": decision, "pooled_std": pooled})
-    result = {"method": method, "density": per_seed[seeds[0]]["density"], "seeds": seeds, "run_dir": str(run_dir),
-              "rows": rows, "per_seed": {str(s): per_seed[s] for s in seeds}}
-    write_json(Path(run_dir) / f"sanity-{'-'.join(map(str, seeds))}.json", result)
-    return result
+                     "delta": mean - rows[0]["test_accuracy"], "verdict": judged["verdict"],
+                     "reason": judged["reason"], "paired": {k: v for k, v in judged.items() if k not in ("verdict", "reason")}})
+    return rows
 
 
 def sanity_table(result: dict) -> str:
@@ -127,7 +141,10 @@ def sanity_table(result: dict) -> str:
             lines.append(f"{row['variant']:18s} {'—':>17s} {'—':>8s}  {row['verdict']}")
             continue
         acc = f"{row['test_accuracy']:.4f} ± {row['test_accuracy_std']:.4f}"
-        lines.append(f"{row['variant']:18s} {acc:>17s} {row['delta']:+8.4f}  {row['verdict'] or ''}")
+        verdict = f"{row['verdict']}: {row['reason']}" if row.get("reason") else (row["verdict"] or "")
+        lines.append(f"{row['variant']:18s} {acc:>17s} {row['delta']:+8.4f}  {verdict}")
+    if "rule" in result:
+        lines.append(f"rule: {result['rule']}")
     return "\n".join(lines)
 
 
