@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ticketlab.cts import (ConcreteSearch, CtsConfig, DualAscent, GradBalance, extract_mask, gradbalance_target,
                            search_mask, smoothed)
-from ticketlab.cts.concrete import RelaxedWeights, logit
+from ticketlab.cts.concrete import RELAXATIONS, RelaxedWeights, expected_density, keep_probability, logit
 from ticketlab.cts.objectives import feature_mse, forward_kl, reverse_kl
 from ticketlab.data import load_dataset
 from ticketlab.errors import TicketlabError
@@ -124,21 +124,57 @@ def test_lagrange_lands_near_the_budget(tiny_data):
 
 # --- Relaxed mask -------------------------------------------------------------------------------
 
-def test_relaxed_weights_match_autograd_of_the_formula():
+RELAXATION_FORMULAS = {"scaled-sum": lambda a, noise, tau: torch.sigmoid((a + noise) / tau),
+                       "scaled-noise": lambda a, noise, tau: torch.sigmoid(a + noise / tau)}
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+def test_relaxed_weights_match_autograd_of_the_formula(relaxation):
     theta = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     logits = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(2), requires_grad=True)
     relaxed = RelaxedWeights(theta, [3, 4], [torch.Size([3]), torch.Size([2, 2])], 2 / 3,
-                             torch.Generator().manual_seed(3))
+                             torch.Generator().manual_seed(3), relaxation)
     noise = relaxed.draw_noise().clone()
     weights = relaxed(logits, noise)
     upstream = [torch.randn(w.shape, dtype=torch.float64) for w in weights]
     (grad,) = torch.autograd.grad(sum((w * u).sum() for w, u in zip(weights, upstream)), [logits])
 
-    reference_weights = theta * torch.sigmoid((logits + noise) / (2 / 3))
+    reference_weights = theta * RELAXATION_FORMULAS[relaxation](logits, noise, 2 / 3)
     assert torch.allclose(torch.cat([w.reshape(-1) for w in weights]), reference_weights)
     (reference_grad,) = torch.autograd.grad((reference_weights * torch.cat([u.reshape(-1) for u in upstream])).sum(),
                                             [logits])
     assert torch.allclose(grad, reference_grad)
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+def test_keep_probability_is_sigma_a_or_sigma_tau_a(relaxation):
+    """A sample keeps a weight (m > ½) with probability σ(a) under scaled-sum and σ(τa) under scaled-noise:
+    at κ = 0.7% and τ = 2/3 the authors' form starts about 5κ kept, while the penalty counts σ(a) = κ."""
+    count, tau = 400_000, 2 / 3
+    logits = torch.full((count,), logit(0.007), dtype=torch.float64)
+    relaxed = RelaxedWeights(torch.ones(count, dtype=torch.float64), [count], [torch.Size([count])], tau,
+                             torch.Generator().manual_seed(0), relaxation)
+    (weights,) = relaxed(logits, relaxed.draw_noise())
+    kept = float((weights > 0.5).double().mean())
+    expected = keep_probability(logits, relaxation, tau)
+    assert expected == pytest.approx(1 / (1 + math.exp(-(tau if relaxation == "scaled-noise" else 1) * logit(0.007))))
+    assert kept == pytest.approx(expected, rel=0.05)
+    assert expected_density(logits) == pytest.approx(0.007)
+    if relaxation == "scaled-noise":
+        assert 4.5 < expected / 0.007 < 5.5
+
+
+def test_default_relaxation_keeps_run_names_and_the_authors_form_is_reachable(tiny_data):
+    from ticketlab.config import config_hash
+    assert CtsConfig().relaxation == "scaled-sum"
+    assert config_hash("prune", {"cts": CtsConfig(relaxation="scaled-sum")}) == config_hash("prune", {"cts": CtsConfig()})
+    assert config_hash("prune", {"cts": CtsConfig(relaxation="scaled-noise")}) != config_hash("prune", {"cts": CtsConfig()})
+    common = dict(TINY)
+    ours = search_mask(tiny_mlp(tiny_data), tiny_data, 0.1, 5, CtsConfig(**common))
+    authors = search_mask(tiny_mlp(tiny_data), tiny_data, 0.1, 5, CtsConfig(**common, relaxation="scaled-noise"))
+    assert "final_keep_probability" not in ours.info
+    assert authors.info["final_keep_probability"] > authors.info["final_expected_density"]
+    assert authors.info["config"]["relaxation"] == "scaled-noise"
 
 
 def test_noise_is_logistic():
@@ -300,6 +336,7 @@ def test_density_outside_open_unit_interval_is_refused(tiny_data, density):
 @pytest.mark.parametrize("options, match", [
     ({"objective": "mse"}, "objective"),
     ({"balance": "penalty"}, "balance"),
+    ({"relaxation": "hard-concrete"}, "relaxation"),
     ({"temperature": 0}, "temperature"),
     ({"smoothing": 0}, "smoothing"),
     ({"lr_drop_at": 1.5}, "lr_drop_at"),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ticketlab import checks
 from ticketlab.config import option
+from ticketlab.cts.concrete import RELAXATIONS
 from ticketlab.errors import TicketlabError
 
 # Objective name -> the method name results are reported under (CTS-KL is the paper's recommendation).
@@ -26,6 +27,10 @@ class CtsConfig:
                             "KL(p_dense || p_sparse), feature = MSE of the classifier's inputs standardized with "
                             "the dense net's batch statistics", choices=tuple(METHOD_NAMES))
     temperature: float = option(2 / 3, "temperature of the binary Concrete relaxation")
+    relaxation: str = option("scaled-sum", "the soft mask: scaled-sum = sigma((a + L)/tau), the binary Concrete, kept "
+                             "with probability sigma(a) as the density penalty counts; scaled-noise = sigma(a + L/tau), "
+                             "as the CTS authors' code computes it, kept with probability sigma(tau*a) while the "
+                             "penalty counts sigma(a) (docs/methods.md)", choices=RELAXATIONS)
     budget_factor: float = option(1.1, "GradBalance budget d' = budget_factor * density * d expected kept weights")
     smoothing: float = option(0.01, "GradBalance smoothing s: lambda <- (1 - s) * lambda + s * lambda*")
     objective_scale: float = option(100.0, "objective multiplier (cancels in GradBalance; matters for Adam's eps "
@@ -59,6 +64,8 @@ def validate_config(config: CtsConfig) -> None:
         raise TicketlabError(f"CTS needs a CtsConfig; got {type(config).__name__}")
     if not isinstance(config.objective, str) or config.objective not in METHOD_NAMES:
         raise TicketlabError(f"unknown CTS objective {config.objective!r}; known: {', '.join(METHOD_NAMES)}")
+    if not isinstance(config.relaxation, str) or config.relaxation not in RELAXATIONS:
+        raise TicketlabError(f"unknown CTS relaxation {config.relaxation!r}; known: {', '.join(RELAXATIONS)}")
     if not isinstance(config.balance, str) or config.balance not in BALANCES:
         raise TicketlabError(f"unknown CTS balance {config.balance!r}; known: {', '.join(BALANCES)}")
     _positive("temperature", config.temperature)

@@ -2,7 +2,7 @@
 
 Weights stay frozen at the model's current values (θ₀, or θ_k when rewinding); one logit per prunable
 weight is trained with Adam. Each step draws one logistic noise per logit (shared by the whole
-minibatch), forms the soft mask σ((a + L)/τ), runs the dense network without grad (objectives that
+minibatch), forms the soft mask σ((a + L)/τ) (or the authors' σ(a + L/τ), concrete.py), runs the dense network without grad (objectives that
 compare to it) and the masked network with grad, backpropagates the scaled objective to the logits
 only, balances the gradient against the expected density (balance.py) and steps. The final mask keeps
 the global top round(κ·d) logits (extract.py).
@@ -30,7 +30,7 @@ from torch import nn
 from ticketlab import distributed
 from ticketlab.config import derive_seed
 from ticketlab.cts.balance import BalanceStep, make_balance
-from ticketlab.cts.concrete import RelaxedWeights, expected_density, initial_logits
+from ticketlab.cts.concrete import RelaxedWeights, expected_density, initial_logits, keep_probability
 from ticketlab.cts.config import CtsConfig, method_name, validate_config
 from ticketlab.cts.extract import extract_mask
 from ticketlab.cts.frozen_net import FrozenNet
@@ -96,6 +96,8 @@ def search_mask(model: nn.Module, data: Dataset, density: float, search_steps: i
         "dense_forward_examples": search.dense_examples,
         "wall_time_seconds": wall_time,
         "final_expected_density": expected_density(search.logits.detach()),
+        **({} if config.relaxation == "scaled-sum" else  # scaled-sum keeps with the penalty's σ(a)
+           {"final_keep_probability": keep_probability(search.logits.detach(), config.relaxation, config.temperature)}),
         "final_lambda": search.balance.multiplier,
         "lr": lr,
         "budget": search.budget,
@@ -133,7 +135,7 @@ class ConcreteSearch:
         self.balance = make_balance(config.balance, self.budget, total, config.smoothing, config.dual_lr)
         noise_generator = torch.Generator(device=self.net.device).manual_seed(derive_seed(seed, "cts-noise"))
         self.relaxed = RelaxedWeights(self.net.theta, self.net.sizes, self.net.shapes, config.temperature,
-                                      noise_generator)
+                                      noise_generator, config.relaxation)
         self.batches = SearchBatches(data, config.batch_size, derive_seed(seed, "cts-data-order"), self.net.device,
                                      self.net.dtype)
         self.steps_done = 0
