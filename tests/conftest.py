@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from ticketlab.cli import main
 from ticketlab.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+# Prepared datasets are cached in a folder of this test session (subprocesses inherit it), not the user's.
+os.environ["TICKETLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ticketlab-test-cache-")
 
 
 @pytest.fixture

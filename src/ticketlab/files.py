@@ -51,6 +51,12 @@ def write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
     distributed.barrier()
 
 
+def write_bytes_from_any_rank(path: str | Path, data: bytes) -> None:
+    """Write atomically from this process whatever its rank, with no barrier: for derived data that any
+    process may make at any time, the same bytes whoever writes them (a cache of prepared data)."""
+    _write_atomically(Path(path), data, None)
+
+
 def _write_atomically(path: Path, data: bytes, mode: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets a later run tell a killed writer's leftover from a live write.

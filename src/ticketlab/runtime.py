@@ -33,8 +33,9 @@ TICKET = "ticket.safetensors"
 
 
 def load_data_config(d: DataConfig):
+    """The data of `d`, loaded once per process: a run's checks and its jobs share one object."""
     return load_dataset(d.dataset, data_root=d.data_root, val_size=d.val_size, train_subset=d.train_subset,
-                        test_subset=d.test_subset, pad=d.pad, resize=d.resize)
+                        test_subset=d.test_subset, pad=d.pad, resize=d.resize, reuse=True)
 
 
 def load_data(configs):

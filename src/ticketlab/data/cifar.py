@@ -82,23 +82,43 @@ def load_cifar100(root: Path) -> RawSplits:
     return load_cifar(CIFAR100, root)
 
 
+def cifar10_files(root: Path) -> list[Path]:
+    """The batch files load_cifar10 would read (none when no folder has them all)."""
+    return list(first_complete_folder(CIFAR10, root)[1].values())
+
+
+def cifar100_files(root: Path) -> list[Path]:
+    return list(first_complete_folder(CIFAR100, root)[1].values())
+
+
+def candidate_folders(variant: CifarVariant, root: Path):
+    """(folder, wanted files, reader) in the order searched: binary before python under each parent."""
+    for parent in [root] + [root / parent for parent in variant.parent_folders]:
+        yield parent / variant.binary_folder, binary_files(variant), read_binary_set
+        yield parent / variant.python_folder, python_files(variant), read_python_set
+
+
+def first_complete_folder(variant: CifarVariant, root: Path):
+    """(reader, name -> path) of the first complete batch folder; (None, {}) when there is none."""
+    for folder, wanted, read in candidate_folders(variant, root):
+        found, missing = find_all(folder, wanted)
+        if not missing:
+            return read, found
+    return None, {}
+
+
 def load_cifar(variant: CifarVariant, root: Path) -> RawSplits:
     """Read the first complete binary or python batch folder found under the root."""
-    parents = [root] + [root / parent for parent in variant.parent_folders]
+    read, found = first_complete_folder(variant, root)
+    if read is not None:
+        return read(variant, found)
     searched: list[Path] = []
     incomplete: list[str] = []
-    for parent in parents:
-        for folder_name, wanted, read in (
-            (variant.binary_folder, binary_files(variant), read_binary_set),
-            (variant.python_folder, python_files(variant), read_python_set),
-        ):
-            folder = parent / folder_name
-            searched.append(folder)
-            found, missing = find_all(folder, wanted)
-            if not missing:
-                return read(variant, found)
-            if found:
-                incomplete.append(f"{folder} lacks {', '.join(missing)}")
+    for folder, wanted, _ in candidate_folders(variant, root):
+        searched.append(folder)
+        found, missing = find_all(folder, wanted)
+        if found:
+            incomplete.append(f"{folder} lacks {', '.join(missing)}")
     partial = f" (incomplete: {'; '.join(incomplete)})" if incomplete else ""
     raise TicketlabError(
         f"{variant.name} not found in {format_folders(searched)}{partial}; download "

@@ -51,13 +51,32 @@ def load_mnist(root: Path) -> RawSplits:
     return load_idx_set("mnist", mnist_folders(root), how_to_get)
 
 
-def load_idx_set(name: str, folders: list[Path], how_to_get: str) -> RawSplits:
-    """Read the first folder holding all four IDX files."""
-    incomplete: list[str] = []
+def fashion_mnist_files(root: Path) -> list[Path]:
+    """The four files load_fashion_mnist would read (none when they are not all there)."""
+    return list(first_complete_folder(fashion_mnist_folders(root)).values())
+
+
+def mnist_files(root: Path) -> list[Path]:
+    return list(first_complete_folder(mnist_folders(root)).values())
+
+
+def first_complete_folder(folders: list[Path]) -> dict[str, Path]:
+    """role -> path of the IDX files in the first folder holding all four; empty when none does."""
     for folder in folders:
         found, missing = find_all(folder, IDX_FILES)
         if not missing:
-            return read_idx_set(found)
+            return found
+    return {}
+
+
+def load_idx_set(name: str, folders: list[Path], how_to_get: str) -> RawSplits:
+    """Read the first folder holding all four IDX files."""
+    found = first_complete_folder(folders)
+    if found:
+        return read_idx_set(found)
+    incomplete: list[str] = []
+    for folder in folders:
+        found, missing = find_all(folder, IDX_FILES)
         if found:
             incomplete.append(f"{folder} lacks {', '.join(IDX_FILES[role][0] for role in missing)}")
     partial = f" (incomplete: {'; '.join(incomplete)})" if incomplete else ""

@@ -1,5 +1,7 @@
 """Turn a dataset's raw arrays into training-ready tensors: validation split, subset, normalization.
 
+8-bit pixels stay 8-bit (the Dataset standardizes them per batch); other inputs become standardized floats.
+
 The validation set is held out of the official training set by a permutation
 seeded with `split_seed`, so it never overlaps the examples trained on and the
 test set stays untouched. Statistics for standardization come from the
@@ -9,10 +11,8 @@ training examples actually kept, so no validation or test information leaks in.
 import numpy as np
 import torch
 
-from ticketlab.data.dataset import Dataset, RawSplits
+from ticketlab.data.dataset import UINT8_SCALE, Dataset, RawSplits
 from ticketlab.errors import TicketlabError
-
-UINT8_SCALE = 1.0 / 255.0
 
 
 def split_indices(num_examples: int, val_size: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,12 +39,14 @@ def prepare(name: str, raw: RawSplits, val_size: int, train_subset: int, split_s
     if train_subset > 0:
         train_idx = train_idx[:train_subset]
 
-    train_x = to_float_tensor(raw.train_x[train_idx])
-    val_x = to_float_tensor(raw.train_x[val_idx])
-    test_x = to_float_tensor(raw.test_x[:test_count])
-    mean, std = channel_statistics(train_x)
-    for x in (train_x, val_x, test_x):
-        x.sub_(mean).div_(std)
+    splits = [raw.train_x[train_idx], raw.train_x[val_idx], raw.test_x[:test_count]]
+    # The statistics from a float copy of the training inputs, freed at once when pixels stay 8-bit.
+    mean, std = channel_statistics(to_float_tensor(splits[0]))
+    if all(x.dtype == np.uint8 for x in splits):
+        train_x, val_x, test_x = (torch.from_numpy(np.require(x, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
+                                  for x in splits)
+    else:
+        train_x, val_x, test_x = (to_float_tensor(x).sub_(mean).div_(std) for x in splits)
 
     return Dataset(
         name=name,
@@ -56,6 +58,7 @@ def prepare(name: str, raw: RawSplits, val_size: int, train_subset: int, split_s
         test_y=torch.from_numpy(np.array(raw.test_y[:test_count], dtype=np.int64)),
         num_classes=raw.num_classes,
         augment=raw.augment,
+        normalization=(mean, std),
     )
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ticketlab.data.cifar import load_cifar10, load_cifar100
+from ticketlab.data.cache import cache_key, cache_path, read_cached, write_cached
+from ticketlab.data.cifar import cifar10_files, cifar100_files, load_cifar10, load_cifar100
 from ticketlab.data.dataset import Dataset, RawSplits
 from ticketlab.data.digits import load_digits
 from ticketlab.data.external import from_torch
-from ticketlab.data.idx_sets import load_fashion_mnist, load_mnist
+from ticketlab.data.idx_sets import fashion_mnist_files, load_fashion_mnist, load_mnist, mnist_files
 from ticketlab.data.mnist1d_set import load_mnist1d
 from ticketlab.data.prepare import prepare
 from ticketlab.data.roots import resolve_data_root
@@ -29,22 +30,27 @@ from ticketlab.factories import import_object, is_factory_name
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """How to read one dataset, and how much of its training set to hold out by default."""
+    """How to read one dataset, and how much of its training set to hold out by default. `files` lists the
+    files the loader reads (none when they are missing): a set read from files is cached prepared."""
 
     loader: Callable[[Path], RawSplits]
     default_val_size: int
     description: str
+    files: Callable[[Path], list[Path]] | None = None
 
 
 DATASETS: dict[str, DatasetEntry] = {
     "fashion-mnist": DatasetEntry(
-        load_fashion_mnist, 5000, "Fashion-MNIST: 28x28 grayscale clothing, 60k train / 10k test, 10 classes"),
+        load_fashion_mnist, 5000, "Fashion-MNIST: 28x28 grayscale clothing, 60k train / 10k test, 10 classes",
+        fashion_mnist_files),
     "mnist": DatasetEntry(
-        load_mnist, 5000, "MNIST: 28x28 grayscale digits, 60k train / 10k test, 10 classes"),
+        load_mnist, 5000, "MNIST: 28x28 grayscale digits, 60k train / 10k test, 10 classes", mnist_files),
     "cifar10": DatasetEntry(
-        load_cifar10, 5000, "CIFAR-10: 32x32 colour, 50k train / 10k test, 10 classes, flip-crop augmentation"),
+        load_cifar10, 5000, "CIFAR-10: 32x32 colour, 50k train / 10k test, 10 classes, flip-crop augmentation",
+        cifar10_files),
     "cifar100": DatasetEntry(
-        load_cifar100, 5000, "CIFAR-100: 32x32 colour, 50k train / 10k test, 100 fine classes, flip-crop augmentation"),
+        load_cifar100, 5000, "CIFAR-100: 32x32 colour, 50k train / 10k test, 100 fine classes, flip-crop augmentation",
+        cifar100_files),
     "mnist1d": DatasetEntry(
         load_mnist1d, 500, "MNIST-1D: length-40 series generated locally, 4000 train / 1000 test, 10 classes"),
     "digits": DatasetEntry(
@@ -79,9 +85,14 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
+# The last dataset loaded with reuse=True and what it was loaded from: a run asks for its data more than once
+# (its checks, then each job) and gets this one object instead of a fresh copy.
+RECENT: dict[str, Dataset] = {}
+
+
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size: int | None = None,
                  train_subset: int = 0, split_seed: int = 0, test_subset: int = 0, pad: int = 0,
-                 resize: int = 0) -> Dataset:
+                 resize: int = 0, reuse: bool = False) -> Dataset:
     """Load dataset `name` into memory with a validation split held out of its training set.
 
     data_root: folder to search (default $TICKETLAB_DATA_ROOT, else ./data).
@@ -93,6 +104,10 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
       is the training mean), e.g. 2 takes 28x28 Fashion-MNIST to the 32x32 of CIFAR networks.
     resize: resample images to resize x resize pixels (bilinear, before padding), e.g. 28 takes the
       8x8 digits to the resolution of a network made for Fashion-MNIST.
+    reuse: return the Dataset object of the previous call with reuse=True when it was loaded with the same
+      options from the same files (unchanged size and mtime), rather than loading again.
+
+    Sets read from files (MNIST, Fashion-MNIST, CIFAR) are kept prepared in a disk cache (data/cache.py).
     """
     if isinstance(name, str) and name.startswith("memory-"):
         if name not in IN_MEMORY:
@@ -108,11 +123,29 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None, val_size
     if not isinstance(resize, int) or resize < 0:
         raise TicketlabError(f"--resize must be a non-negative number of pixels, got {resize!r}")
     if entry is None:
-        data = _from_factory(name, val_size, train_subset, split_seed, test_subset)
-    else:
-        raw = entry.loader(resolve_data_root(data_root))
-        data = prepare(name, raw, val_size=entry.default_val_size if val_size is None else val_size,
-                       train_subset=train_subset, split_seed=split_seed, test_subset=test_subset)
+        return _resized_and_padded(name, _from_factory(name, val_size, train_subset, split_seed, test_subset),
+                                   resize, pad)
+    root = resolve_data_root(data_root)
+    options = {"val_size": entry.default_val_size if val_size is None else val_size, "train_subset": train_subset,
+               "split_seed": split_seed, "test_subset": test_subset}
+    sources = entry.files(root) if entry.files is not None else []
+    key = cache_key(name, sources, options)
+    recent_key = f"{key}:{resize}:{pad}"
+    if reuse and recent_key in RECENT:
+        return RECENT[recent_key]
+    data = read_cached(cache_path(name, key), key) if sources else None
+    if data is None:
+        data = prepare(name, entry.loader(root), **options)
+        if sources:
+            write_cached(cache_path(name, key), key, data)
+    data = _resized_and_padded(name, data, resize, pad)
+    if reuse:
+        RECENT.clear()
+        RECENT[recent_key] = data
+    return data
+
+
+def _resized_and_padded(name: str, data: Dataset, resize: int, pad: int) -> Dataset:
     if resize:
         data = _resized(name, data, resize)
     if pad:

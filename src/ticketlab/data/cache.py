@@ -1,0 +1,90 @@
+"""A disk cache of prepared datasets, so that a run reads one file instead of parsing and splitting again.
+
+A prepared dataset of 8-bit pixels (the split, subset and statistics applied; padding and resizing are
+cheap and done after) is kept as one safetensors file in the cache folder: $TICKETLAB_CACHE_DIR, else
+$XDG_CACHE_HOME/ticketlab, else ~/.cache/ticketlab (under data/). Its name is a hash of everything the
+preparation depends on: the dataset, the split options, a format version and each source file's path,
+size and modification time, so a changed download or option never meets a stale cache. Files are
+written atomically and carry a SHA-256 of their content; one that does not verify is ignored and
+written again. A cache folder that cannot be written only means no cache: loading never fails for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_bytes
+
+from ticketlab.data.dataset import Dataset
+from ticketlab.files import checked_metadata, content_checksum, verify_checksum, write_bytes_from_any_rank
+
+CACHE_ENV = "TICKETLAB_CACHE_DIR"
+FORMAT = 1  # raise when what a cache file holds, or how a dataset is prepared, changes
+META_KEY = "ticketlab_data_cache"
+TENSORS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "mean", "std")
+
+
+def cache_dir() -> Path:
+    """The folder cached datasets go to."""
+    if os.environ.get(CACHE_ENV):
+        base = Path(os.environ[CACHE_ENV]).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ticketlab"
+    return base / "data"
+
+
+def cache_key(name: str, sources: list[Path], options: dict) -> str:
+    """Hash of what a prepared dataset depends on: name, options, and each source file's path, size and mtime."""
+    files = []
+    for path in sources:
+        stat = path.stat()
+        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    text = json.dumps({"format": FORMAT, "dataset": name, "options": options, "files": files}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_path(name: str, key: str) -> Path:
+    return cache_dir() / f"{name}-{key[:24]}.safetensors"
+
+
+def read_cached(path: Path, key: str) -> Dataset | None:
+    """The dataset cached at `path` under `key`; None when there is none or it does not verify."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    meta = checked_metadata(data, META_KEY)
+    try:
+        if meta is None or meta.get("key") != key or not verify_checksum(data, META_KEY, meta):
+            return None
+        tensors = safetensors_load(data)
+        if set(tensors) != set(TENSORS) or tensors["train_x"].dtype != torch.uint8:
+            return None
+        return Dataset(name=meta["name"], train_x=tensors["train_x"], train_y=tensors["train_y"],
+                       val_x=tensors["val_x"], val_y=tensors["val_y"], test_x=tensors["test_x"],
+                       test_y=tensors["test_y"], num_classes=int(meta["num_classes"]), augment=str(meta["augment"]),
+                       normalization=(tensors["mean"], tensors["std"]))
+    except (KeyError, TypeError, ValueError, SafetensorError):
+        return None
+
+
+def write_cached(path: Path, key: str, data: Dataset) -> None:
+    """Keep `data` (8-bit pixels only) at `path`; a folder that cannot be written is skipped quietly."""
+    if not data.is_pixels(data.stored("train")):
+        return
+    tensors = {f"{split}_x": data.stored(split).contiguous() for split in ("train", "val", "test")}
+    tensors.update(train_y=data.train_y, val_y=data.val_y, test_y=data.test_y, mean=data.normalization[0],
+                   std=data.normalization[1])
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"key": key, "name": data.name, "num_classes": data.num_classes, "augment": data.augment}
+    meta["checksum"] = content_checksum(safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}),
+                                        META_KEY)
+    with contextlib.suppress(OSError):
+        write_bytes_from_any_rank(path, safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
