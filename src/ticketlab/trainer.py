@@ -87,8 +87,9 @@ class TrainingBatches:
     exactly the batches an uninterrupted run would."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, iterations_per_epoch: int, data_seed: int,
-                 augment: str):
-        self.x, self.y, self.batch_size = x, y, batch_size
+                 augment: str, standardize: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        # `standardize` turns a batch of stored inputs (a Dataset's 8-bit pixels) into model inputs, before augmentation.
+        self.x, self.y, self.batch_size, self.standardize = x, y, batch_size, standardize
         self.iterations_per_epoch, self.data_seed, self.augment = iterations_per_epoch, data_seed, augment
         self._epoch, self._order = None, None
 
@@ -98,6 +99,8 @@ class TrainingBatches:
             self._epoch, self._order = epoch, epoch_permutation(len(self.y), self.data_seed, epoch).to(self.y.device)
         idx = self._order[batch_index * self.batch_size:(batch_index + 1) * self.batch_size]
         x, y = self.x[idx], self.y[idx]
+        if self.standardize is not None:
+            x = self.standardize(x)
         if self.augment != "none":
             generator = torch.Generator().manual_seed(derive_seed(self.data_seed, f"augment:{iteration}"))
             x = augment_batch(x, self.augment, generator)
@@ -120,15 +123,18 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split (nan for an empty split)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             standardize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a whole split (nan for an empty split); `standardize` makes each
+    batch of stored inputs (a Dataset's 8-bit pixels) model inputs."""
     if len(y) == 0:
         return math.nan, math.nan
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(y), EVAL_BATCH):
-        logits = model(x[start:start + EVAL_BATCH])
+        batch = x[start:start + EVAL_BATCH]
+        logits = model(batch if standardize is None else standardize(batch))
         target = y[start:start + EVAL_BATCH]
         loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
@@ -184,7 +190,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     if (out_dir / "summary.json").exists() and state["iteration"] == schedule.total:
         return read_json(out_dir / "summary.json")
 
-    splits = {name: (getattr(data, f"{name}_x").to(device), getattr(data, f"{name}_y").to(device))
+    # Inputs as stored (8-bit pixels stay 8-bit on the device too), standardized a batch at a time.
+    splits = {name: (data.stored(name).to(device), getattr(data, f"{name}_y").to(device))
               for name in ("train", "val", "test")}
     train_x, train_y = splits["train"]
 
@@ -205,7 +212,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
                  "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
                  "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
         for split in ("val", "test"):
-            loss, acc = evaluate(model, *splits[split])
+            loss, acc = evaluate(model, *splits[split], data.standardize)
             entry[f"{split}_loss"], entry[f"{split}_accuracy"] = loss, acc
             state["eval_examples"] += len(splits[split][1])
         state["metrics"].append(entry)
@@ -231,7 +238,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
         record(first, schedule.learning_rate(first))
     model.train()
     forward = model if world == 1 else distributed.data_parallel(model, device)
-    batches = TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, data_seed, augment)
+    batches = TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, data_seed, augment,
+                              data.standardize)
     # Progress bars only for a person watching a terminal; logs and pipes stay clean.
     progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
                     leave=False, dynamic_ncols=True)
@@ -287,7 +295,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     # Training accuracy at the end, on a fixed sample (the first examples of the shuffled training split)
     # so that it costs a fraction of an epoch on large sets.
     sample = slice(0, TRAIN_EVAL_SAMPLE)
-    summary["final_train_loss"], summary["final_train_accuracy"] = evaluate(model, train_x[sample], train_y[sample])
+    summary["final_train_loss"], summary["final_train_accuracy"] = evaluate(model, train_x[sample], train_y[sample],
+                                                                                    data.standardize)
     summary.update(iterations=schedule.total, start_iteration=start_iteration,
                    wall_time_seconds=round(state["wall_time"], 3), step_time_seconds=round(state.get("step_time", 0.0), 3),
                    train_examples=state["train_examples"], eval_examples=state["eval_examples"])
