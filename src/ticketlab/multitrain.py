@@ -72,18 +72,25 @@ def train_together(members: list[Member], data: Dataset, cfg: TrainConfig, *, st
                       start_iteration=start_iteration, snapshot_at=m.snapshot_at, optimizer_state=m.optimizer_state,
                       quiet=quiet, label=m.label) for m in members]
     device = distributed.local_device(torch.device(cfg.device))
+    shared_batch = len({m.data_seed for m in members}) == 1
     summaries: list[dict | None] = [None] * len(members)
     groups: dict[str, list[_Run]] = {}
     for index, member in enumerate(members):
         run = _Run.open(member, cfg, device, start_iteration)
+        run.slot = index
         if (member.out_dir / "summary.json").exists() and run.state["iteration"] == schedule.total:
             summaries[index] = read_json(member.out_dir / "summary.json")
         else:
-            run.index = index
             groups.setdefault(run.resume_key(), []).append(run)
     for runs in groups.values():
-        for run, summary in zip(runs, _train_group(runs, data, cfg, schedule, start_iteration, device, quiet)):
-            summaries[run.index] = summary
+        # A group resuming without some members keeps every member's slot and the batch layout, filling the
+        # others with copies of a member: a member's arithmetic is then that of the uninterrupted group, bit for bit.
+        slots = [runs[0]] * len(members)
+        for run in runs:
+            slots[run.slot] = run
+        for run, summary in zip(runs, _train_group(slots, [r.slot for r in runs], shared_batch, data, cfg, schedule,
+                                                   start_iteration, device, quiet)):
+            summaries[run.slot] = summary
     return summaries
 
 
@@ -114,7 +121,7 @@ class _Run:
 
     def __init__(self, member: Member, optimizer: torch.optim.Optimizer, state: dict):
         self.member, self.optimizer, self.state = member, optimizer, state
-        self.index = 0
+        self.slot = 0  # the member's place in its group
 
     @classmethod
     def open(cls, member: Member, cfg: TrainConfig, device: torch.device, start_iteration: int) -> "_Run":
@@ -151,10 +158,11 @@ def _stacks(key: str, value) -> bool:
 
 
 class _Stacked:
-    """The members' parameters stacked along dimension 0, one optimizer over them, and masks to match."""
+    """The members' parameters stacked along dimension 0 (one slot each), one optimizer over them, and masks to
+    match. `real` lists the slots whose results count; the others hold copies that keep the group's shape."""
 
-    def __init__(self, runs: list[_Run], cfg: TrainConfig):
-        self.runs = runs
+    def __init__(self, runs: list[_Run], real: list[int], cfg: TrainConfig):
+        self.runs, self.real = runs, real
         self.template = runs[0].member.model
         self.names = [name for name, _ in self.template.named_parameters()]
         per_member = [dict(r.member.model.named_parameters()) for r in runs]
@@ -188,9 +196,9 @@ class _Stacked:
 
     @torch.no_grad()
     def write_back(self, which: list[int] | None = None) -> None:
-        """Copy the stacked weights and optimizer state into the members' own model and optimizer."""
+        """Copy the stacked weights and optimizer state of real slots into the members' own model and optimizer."""
         stacked = self.optimizer.state_dict()
-        for i in (range(len(self.runs)) if which is None else which):
+        for i in (self.real if which is None else which):
             run = self.runs[i]
             for name, param in run.member.model.named_parameters():
                 param.copy_(self.params[self.names.index(name)][i])
@@ -223,34 +231,30 @@ def _evaluate(stacked: _Stacked, x: torch.Tensor, y: torch.Tensor) -> list[tuple
     return [(loss_sum / len(y), hits / len(y)) for loss_sum, hits in zip(loss_sums, corrects)]
 
 
-def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Schedule, start_iteration: int,
-                 device: torch.device, quiet: bool) -> list[dict]:
-    """The trainer's loop for members resuming at one iteration, with one vectorized step for all of them."""
-    if len(runs) == 1:
-        member = runs[0].member
-        return [train(member.model, data, cfg, out_dir=member.out_dir, data_seed=member.data_seed, mask=member.mask,
-                      start_iteration=start_iteration, snapshot_at=member.snapshot_at,
-                      optimizer_state=member.optimizer_state, quiet=quiet, label=member.label)]
-    stacked = _Stacked(runs, cfg)
+def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: Dataset, cfg: TrainConfig,
+                 schedule: Schedule, start_iteration: int, device: torch.device, quiet: bool) -> list[dict]:
+    """The trainer's loop for the members in `real` slots, resuming at one iteration, with one vectorized step
+    for all slots; returns the real members' summaries."""
+    stacked = _Stacked(slots, real, cfg)
+    runs = [slots[i] for i in real]
     stacked.apply_masks()
     splits = {name: (getattr(data, f"{name}_x").to(device), getattr(data, f"{name}_y").to(device))
               for name in ("train", "val", "test")}
     train_x, train_y = splits["train"]
     augment = data.augment if cfg.augment == "auto" else cfg.augment
-    seeds = sorted({r.member.data_seed for r in runs})
+    seeds = sorted({r.member.data_seed for r in slots})
     batches = {seed: TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, seed, augment)
                for seed in seeds}
-    shared_batch = len(seeds) == 1
     states = [r.state for r in runs]
 
     def record(iteration: int, lr: float) -> None:
         results = {split: _evaluate(stacked, *splits[split]) for split in ("val", "test")}
-        for i, state in enumerate(states):
+        for slot, state in zip(real, states):
             entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
                      "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
                      "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
             for split in ("val", "test"):
-                entry[f"{split}_loss"], entry[f"{split}_accuracy"] = results[split][i]
+                entry[f"{split}_loss"], entry[f"{split}_accuracy"] = results[split][slot]
                 state["eval_examples"] += len(splits[split][1])
             state["metrics"].append(entry)
             state["loss_sum"], state["correct"], state["seen"] = 0.0, 0, 0
@@ -258,8 +262,8 @@ def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Sc
     def snapshot(which: list[int]) -> None:
         stacked.write_back(which)
         for i in which:
-            write_safetensors(runs[i].member.out_dir / REWIND, runs[i].member.model.state_dict())
-            runs[i].save(REWIND_OPTIMIZER, {})
+            write_safetensors(slots[i].member.out_dir / REWIND, slots[i].member.model.state_dict())
+            slots[i].save(REWIND_OPTIMIZER, {})
 
     def checkpoint() -> None:
         stacked.write_back()
@@ -268,7 +272,7 @@ def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Sc
             run.save(CHECKPOINT, run.state)
 
     def snapshots_at(iteration: int) -> list[int]:
-        return [i for i, r in enumerate(runs) if r.member.snapshot_at == iteration]
+        return [i for i in real if slots[i].member.snapshot_at == iteration]
 
     started = time.perf_counter()
     first = states[0]["iteration"]
@@ -285,8 +289,8 @@ def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Sc
             x, y = batches[seeds[0]].at(iteration)
         else:
             drawn = {seed: batches[seed].at(iteration) for seed in seeds}
-            x = torch.stack([drawn[r.member.data_seed][0] for r in runs])
-            y = torch.stack([drawn[r.member.data_seed][1] for r in runs])
+            x = torch.stack([drawn[r.member.data_seed][0] for r in slots])
+            y = torch.stack([drawn[r.member.data_seed][1] for r in slots])
         step_started = time.perf_counter()
         lr = schedule.learning_rate(iteration)
         set_learning_rate(stacked.optimizer, lr)
@@ -302,11 +306,13 @@ def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Sc
         step_time += time.perf_counter() - step_started
 
         hits = (logits.detach().argmax(-1) == y).sum(-1).tolist()
-        for state, loss, correct in zip(states, losses.detach().tolist(), hits):
-            state["loss_sum"] += loss * len(y if shared_batch else y[0])
-            state["correct"] += correct
-            state["seen"] += y.shape[-1]
-            state["train_examples"] += y.shape[-1]
+        slot_losses = losses.detach().tolist()
+        batch_size = y.shape[-1]
+        for state, slot in zip(states, real):
+            state["loss_sum"] += slot_losses[slot] * batch_size
+            state["correct"] += hits[slot]
+            state["seen"] += batch_size
+            state["train_examples"] += batch_size
         done = iteration + 1
         for state in states:
             state["iteration"] = done
@@ -328,7 +334,8 @@ def _train_group(runs: list[_Run], data: Dataset, cfg: TrainConfig, schedule: Sc
     sample = slice(0, TRAIN_EVAL_SAMPLE)
     final_train = _evaluate(stacked, train_x[sample], train_y[sample])
     summaries = []
-    for run, (train_loss, train_accuracy) in zip(runs, final_train):
+    for run, slot in zip(runs, real):
+        train_loss, train_accuracy = final_train[slot]
         state = run.state
         summary = summarize(state["metrics"])
         summary["final_train_loss"], summary["final_train_accuracy"] = train_loss, train_accuracy

@@ -13,6 +13,7 @@ and a half-finished one resumes from its last checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,12 +25,13 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import read_safetensors, write_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture, model_from_config
+from ticketlab.multitrain import Member, train_together
 from ticketlab.provenance import Provenance
 from ticketlab.pruning import magnitude_prune
 from ticketlab.runtime import TICKET
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket
-from ticketlab.trainer import REWIND, REWIND_OPTIMIZER, Schedule, load_final_weights, train
+from ticketlab.trainer import REWIND, REWIND_OPTIMIZER, Schedule, load_final_weights
 
 INIT = "init.safetensors"
 
@@ -43,6 +45,14 @@ class ImpSetup:
     prune_cfg: PruneConfig
     seed: int
     quiet: bool = False
+
+
+@dataclass
+class Companion:
+    """A training that runs beside a level's ticket with the level's recipe and start (a control): the member
+    trained together with the ticket, and what to do with its summary once trained."""
+    member: Member
+    finish: Callable[[dict], None]
 
 
 def rewind_iteration(setup: ImpSetup) -> int:
@@ -83,9 +93,11 @@ def level_fraction(prune_cfg: PruneConfig, level: int, mask: Mask) -> float:
     return 1 - target / mask.num_kept()
 
 
-def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
-    """Run (or resume) every level; returns one record per level. `on_level(level, mask, record)` runs
-    after each level (the demo trains its controls there)."""
+def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None,
+            companions: Callable[[int, Mask], list[Companion]] | None = None) -> list[dict]:
+    """Run (or resume) every level; returns one record per level. `companions(level, mask)` gives trainings
+    (controls) that train together with the level's ticket as one vectorized model; `on_level(level, mask,
+    record)` runs after each level."""
     k = rewind_iteration(setup)
     init_seed, data_seed = derive_seed(setup.seed, "init"), derive_seed(setup.seed, "data")
     model = model_from_config(setup.model_cfg, setup.data.input_shape, setup.data.num_classes, seed=init_seed)
@@ -118,10 +130,15 @@ def run_imp(setup: ImpSetup, seed_dir: Path, on_level=None) -> list[dict]:
             model.load_state_dict(start_state)
         optimizer_state = (seed_dir / "level-0" / REWIND_OPTIMIZER
                            if level > 0 and setup.prune_cfg.rewind_optimizer else None)
-        summary = train(model, setup.data, setup.train_cfg if level == 0 else retrain_config(setup),
-                        out_dir=level_dir, data_seed=data_seed, mask=mask, start_iteration=0 if level == 0 else k,
-                        snapshot_at=k if level == 0 else None, optimizer_state=optimizer_state,
-                        quiet=setup.quiet, label=f"level {level}")
+        ticket_member = Member(model, level_dir, data_seed, mask, snapshot_at=k if level == 0 else None,
+                               optimizer_state=optimizer_state, label=f"level {level}")
+        beside = companions(level, mask) if companions is not None else []
+        summary, *beside_summaries = train_together(
+            [ticket_member, *(c.member for c in beside)], setup.data,
+            setup.train_cfg if level == 0 else retrain_config(setup), start_iteration=0 if level == 0 else k,
+            quiet=setup.quiet)
+        for companion, companion_summary in zip(beside, beside_summaries):
+            companion.finish(companion_summary)
         if start_state is None:
             start_state = read_safetensors(level_dir / REWIND)[0]
         ticket_path = level_dir / TICKET

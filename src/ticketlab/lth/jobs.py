@@ -11,9 +11,8 @@ from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, 
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
 from ticketlab.lth.aggregate import aggregate_levels, level_records, parse_levels, seed_dirs
-from ticketlab.lth.controls import CONTROL_KINDS, MASK_CONTROLS, train_control
-from ticketlab.lth.imp import TICKET, ImpSetup, run_imp
-from ticketlab.lth.report import load_run, write_report
+from ticketlab.lth.controls import CONTROL_KINDS, MASK_CONTROLS, control_companion, train_control, trains_with_ticket
+from ticketlab.lth.imp import TICKET, Companion, ImpSetup, run_imp
 from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.runtime import RESULT, default_workers, load_data, run_seeds
 from ticketlab.ticket import load_ticket
@@ -31,17 +30,31 @@ def imp_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, co
     data = load_data(configs)
     setup = ImpSetup(data, configs["data"], configs["model"], configs["train"], configs["prune"], seed, quiet)
 
+    def level_controls(level):
+        # a shuffled or random dense mask is the dense mask: nothing to learn
+        return [c for c in controls if not (level == 0 and c in MASK_CONTROLS)]
+
+    trained = {}  # (level, control) -> summary of the controls trained together with their ticket
+
+    def remembered(companion: Companion, key: tuple[int, str]) -> Companion:
+        def finish(summary):
+            companion.finish(summary)
+            trained[key] = summary
+        return Companion(companion.member, finish)
+
+    def beside_ticket(level, mask):
+        return [remembered(control_companion(control, setup, seed_dir, level, mask), (level, control))
+                for control in level_controls(level) if trains_with_ticket(control, setup, level)]
+
     def after_level(level, mask, record):
         log_line = (f"seed {seed} level {level}: {record['percent_remaining']:.2f}% of weights, test accuracy "
                     f"{record['test_accuracy']:.4f}, early stop at iteration {record['early_stop_iteration']}")
-        for control in controls:
-            if level == 0 and control in MASK_CONTROLS:
-                continue  # a shuffled or random dense mask is the dense mask: nothing to learn
-            summary = train_control(control, setup, seed_dir, level, mask)
+        for control in level_controls(level):
+            summary = trained.get((level, control)) or train_control(control, setup, seed_dir, level, mask)
             log_line += f"; {control} {summary['test_accuracy']:.4f}"
         print(log_line, file=sys.stderr, flush=True)
 
-    run_imp(setup, seed_dir, on_level=after_level)
+    run_imp(setup, seed_dir, on_level=after_level, companions=beside_ticket)
     result = {"seed": seed, "run_dir": str(seed_dir), "levels": level_records(seed_dir)}
     write_json(seed_dir / RESULT, result)
     return result
@@ -63,14 +76,6 @@ def run_imp_job(kind: str, configs: dict, seeds: list[int], runs_dir: str, quiet
             if f"control_random-reinit_{key}" in level:  # the demo's names for its reinit control
                 level[f"reinit_{key}"] = level[f"control_random-reinit_{key}"]
     result = {"run_dir": str(run_dir), "seeds": seeds, "levels": levels, "config_hash": config_hash(kind, configs)}
-    if kind == "demo":
-        model_name, dataset = configs["model"].model, configs["data"].dataset
-        prune = configs["prune"]
-        notes = [f"Iterative magnitude pruning ({prune.strategy}, {prune.prune_fraction:.0%} per level) of {model_name} "
-                 f"on {dataset}, rewind step {prune.rewind_step}, with a random-reinitialization control at every level."]
-        run = load_run(run_dir, seeds)
-        result.update(write_report([run], run_dir, f"Lottery ticket: {model_name} on {dataset}", notes=notes))
-        result["plot"] = result["accuracy_plot"]
     return result
 
 
