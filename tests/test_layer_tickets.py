@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ticketlab.errors import TicketlabError
-from ticketlab.layers.filter_tickets import choose_filters, conv_filters, filter_scores, narrow
+from ticketlab.layers.filter_tickets import (choose_filters, conv_filters, filter_scores, narrow, removals_to_match,
+                                             structure_cost)
 from ticketlab.layers.layer_tickets import block_scores, choose_removed, remove_blocks, removable_blocks, weight_importance
 from ticketlab.models import create_model
 from ticketlab.layers.robustness import blur, contrast, corrupted_sets, gaussian_noise, shifted
@@ -118,6 +119,20 @@ def test_corruptions_are_batched_and_graded():
         list(corrupted_sets(torch.randn(4, 20)))
 
 
+@pytest.mark.parametrize("match", ["flops", "params", "filters"])
+def test_filter_matching_takes_the_fewest_removals_within_the_target(model, match):
+    scores = filter_scores(model, None, "random", seed=3)
+    shape = (3, 8, 8)
+    dense = structure_cost(model, shape, match)
+    target = dense - (dense - structure_cost(narrow(model, choose_filters(scores, 40)), shape, match)) // 2
+    remove, cost = removals_to_match(model, scores, match, target, shape)
+    assert cost == structure_cost(narrow(model, choose_filters(scores, remove)), shape, match) <= target
+    assert structure_cost(narrow(model, choose_filters(scores, remove - 1)), shape, match) > target  # the fewest
+    assert 0 < remove < 40
+    with pytest.raises(TicketlabError, match="one filter per block"):
+        removals_to_match(model, scores, match, 1, shape)
+
+
 def test_layers_filters_and_robustness_commands(cli, tmp_path, one_thread):
     res = cli("layers", *TINY, "--remove", "2", "--min-per-stage", "1", "--seeds", "0,1", "--workers", "1",
               "--runs-dir", tmp_path, "--json")
@@ -133,9 +148,20 @@ def test_layers_filters_and_robustness_commands(cli, tmp_path, one_thread):
     assert again["test_accuracy"] == result["test_accuracy"]  # stored, not retrained
 
     filters = cli("filters", "--match-ticket", result["tickets"][0], "--criterion", "snip", "--seeds", "0",
-                  "--runs-dir", tmp_path, "--json", "--quiet")
+                  "--match", "filters", "--runs-dir", tmp_path, "--json", "--quiet")
     assert filters.code == 0, filters.err
     assert filters.json()["ticket_conv_filters"] == result["per_seed"]["0"]["ticket_costs"]["conv_filters"]
+    # Matched seed by seed: each seed's filter ticket costs at most its own seed's layer ticket.
+    by_flops = cli("filters", "--match-ticket", result["tickets"][0], "--criterion", "magnitude", "--seeds", "0,1",
+                   "--workers", "1", "--runs-dir", tmp_path, "--json", "--quiet")
+    assert by_flops.code == 0, by_flops.err
+    matched = by_flops.json()
+    assert matched["match"] == "flops" and matched["run_dir"] != filters.json()["run_dir"]
+    for seed in ("0", "1"):
+        row, layer = matched["per_seed"][seed], result["per_seed"][seed]
+        assert row["match_target"] == layer["ticket_costs"]["flops"]
+        assert row["ticket_costs"]["flops"] == row["match_value"] <= row["match_target"]
+        assert row["matched_layer_ticket"] == layer["ticket"]
 
     robust = cli("robustness", result["tickets"][0], "--json")
     assert robust.code == 0, robust.err
@@ -155,3 +181,5 @@ def test_layers_filters_and_robustness_commands(cli, tmp_path, one_thread):
     assert bad.code == 2 and "need a ResNet" in bad.err and not (tmp_path / "bad").exists()
     bad = cli("filters", "--match-ticket", tmp_path / "none.safetensors")
     assert bad.code == 2 and "does not exist" in bad.err
+    bad = cli("filters", "--match-ticket", result["tickets"][0], "--seeds", "0,5", "--runs-dir", tmp_path / "bad")
+    assert bad.code == 2 and "no layer ticket of seed 5" in bad.err and not (tmp_path / "bad").exists()

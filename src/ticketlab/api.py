@@ -34,8 +34,8 @@ from torch import nn
 from ticketlab import checks
 from ticketlab.commands.lth import MAX_POINTS
 from ticketlab.commands.spec import MAX_WORKERS
-from ticketlab.config import (DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig,
-                              derive_seed, identity_values, validate_density)
+from ticketlab.config import (FILTER_MATCHES, DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig,
+                              TrainConfig, derive_seed, identity_values, validate_density)
 from ticketlab.cts.config import CtsConfig
 from ticketlab.data import Dataset
 from ticketlab.data.registry import remember_in_memory
@@ -444,14 +444,16 @@ def layer_tickets(model, data: Dataset, recipe: TrainConfig | None = None, *, re
 
 
 def filter_tickets(layer_ticket: Ticket | str | Path, data: Dataset | None = None, *, criterion: str = "snip",
-                   seeds=(0,), power_watts: float = 65.0, runs_dir: str | Path = "runs", workers: int | None = None,
-                   quiet: bool = True) -> StructuredResult:
-    """Filter tickets matched to a layer ticket: the lowest-scored internal filters of every residual block
-    removed until the network has as many convolution filters as the layer ticket, rebuilt narrower from θ₀
-    and trained with the layer ticket's recipe and data (`data`: needed only when it was held in memory by
-    another Python process)."""
+                   match: str = "flops", seeds=(0,), power_watts: float = 65.0, runs_dir: str | Path = "runs",
+                   workers: int | None = None, quiet: bool = True) -> StructuredResult:
+    """Filter tickets matched seed by seed to the layer tickets of `layer_ticket`'s run: for each seed, the
+    lowest-scored internal filters of every residual block removed until the network costs at most what
+    that seed's layer ticket costs (`match`: "flops" per example, "params" or "filters"), rebuilt narrower
+    from θ₀ and trained with the layer ticket's recipe and data (`data`: needed only when it was held in
+    memory by another Python process)."""
     seeds = _seeds(seeds)
     checks.positive("power_watts", power_watts)
+    checks.text("match", match, FILTER_MATCHES)
     path = _ticket_file(layer_ticket, runs_dir)
     layer = load_ticket(path)
     recorded = layer.provenance
@@ -463,7 +465,7 @@ def filter_tickets(layer_ticket: Ticket | str | Path, data: Dataset | None = Non
         data_config = dataclasses.replace(data_config, data_root=root)
     base = {"data": data_config, "model": ModelConfig(model=recorded.original_architecture["name"]),
             "train": layer.recipe()}
-    configs = filter_configs(base, str(path), criterion)
+    configs = filter_configs(base, str(path), criterion, match, seeds)
     workers = _workers(configs, workers, seeds)
     return _structured(run_structured("filters", configs, seeds, str(runs_dir), quiet, workers, power_watts))
 

@@ -148,16 +148,27 @@ class LayerConfig:
         validate_layers(self)
 
 
+FILTER_MATCHES = ("flops", "params", "filters")
+
+
 @dataclass
 class FilterConfig:
     criterion: str = option("snip", "filter score", choices=("snip", "grasp", "magnitude", "random"))
-    target_filters: int = option(0, "convolution filters the filter ticket keeps (set from --match-ticket)")
+    target_filters: int = option(0, "convolution filters every seed's filter ticket keeps (one count for all seeds; "
+                                 "unused when layer_run is set)")
+    match: str = option("filters", "what each seed's filter ticket matches of the same seed's layer ticket: flops "
+                        "(FLOPs per example), params (parameters) or filters (convolution filters), at most that much",
+                        choices=FILTER_MATCHES)
+    layer_run: str = option("", "name of the layer-ticket run matched seed by seed (set from --match-ticket)")
+    layer_run_dir: str | None = option(None, "where that layer-ticket run lives", identity=False)
 
     def __post_init__(self):
         checks.text("--criterion", self.criterion, ("snip", "grasp", "magnitude", "random"))
         checks.integer("--target-filters", self.target_filters, 0)
+        checks.text("--match", self.match, FILTER_MATCHES)
 
 
+MAX_THREADS = 1024  # torch threads: more than any machine here has cores, so a larger number is a typo
 # Upper bounds that catch typos (see ticketlab.checks for the training-length and level limits).
 MAX_SCORE_BATCHES = 10_000
 MAX_PAI_ITERATIONS = 10_000

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ticketlab import checks
 from ticketlab.commands.spec import Alias, Command, Json, Replicates, Runs, Seed, announce, arg, seed_list
-from ticketlab.config import ModelConfig, validate_layers, validate_train
+from ticketlab.config import FILTER_MATCHES, ModelConfig, validate_layers, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.layers.jobs import filter_configs, robustness_job, run_structured
 from ticketlab.runtime import checked_data, default_workers
@@ -34,8 +34,11 @@ def layers(configs: dict, options: StructuredOptions, log) -> dict:
 
 @dataclass(kw_only=True)
 class FilterOptions(StructuredOptions):
-    match_ticket: str = arg(help="layer ticket whose filter count to match")
+    match_ticket: str = arg(help="a layer ticket of the run to match: each seed's filter ticket is matched to the "
+                                 "same seed's layer ticket of that run (seed-<s>/ticket.safetensors beside it)")
     criterion: str = arg("snip", "filter score", choices=("snip", "grasp", "magnitude", "random"))
+    match: str = arg("flops", "what is matched, at most the layer ticket's: flops (FLOPs per example), params "
+                              "(parameters) or filters (convolution filters)", choices=FILTER_MATCHES)
     data_root: str | None = arg(None, "folder holding datasets")
 
 
@@ -49,7 +52,8 @@ def filters(configs: dict, options: FilterOptions, log) -> dict:
     base = {"data": data, "model": ModelConfig(model=layer.provenance.original_architecture["name"]),
             "train": layer.recipe()}
     seeds = seed_list(options)
-    return run_structured("filters", filter_configs(base, options.match_ticket, options.criterion), seeds,
+    return run_structured("filters", filter_configs(base, options.match_ticket, options.criterion, options.match, seeds),
+                          seeds,
                           options.runs_dir, options.silent, options.workers or default_workers(seeds),
                           options.power_watts)
 
@@ -57,17 +61,22 @@ def filters(configs: dict, options: FilterOptions, log) -> dict:
 def structured_text(result: dict, options) -> str:
     def pm(key, scale=100.0, spec=".2f"):
         return f"{scale * result[key]:{spec}} ± {scale * (result[key + '_std'] or 0):{spec}}"
-    lines = [f"{result['kind']} tickets over seeds {result['seeds']} (run {result['run_dir']})",
-             f"  test accuracy      {pm('test_accuracy')} %   (dense {pm('dense_test_accuracy')} %)",
-             f"  parameters         {result['ticket_parameters']:,.0f} vs {result['dense_parameters']:,.0f} dense "
-             f"({pm('parameters_saved')} % saved)",
-             f"  FLOPs per example  {result['ticket_flops']:,.0f} vs {result['dense_flops']:,.0f} dense "
-             f"({pm('flops_saved')} % saved)",
-             f"  conv filters       {result['ticket_conv_filters']:,.0f} vs {result['dense_conv_filters']:,.0f} dense",
-             f"  training time      {result['ticket_training_seconds']:.1f} s vs {result['dense_training_seconds']:.1f} s "
-             f"dense (speedup {pm('training_speedup', 1.0)}×, measured)",
-             f"  energy (estimate)  {result['ticket_energy_wh_estimate']:.3f} Wh vs "
-             f"{result['dense_energy_wh_estimate']:.3f} Wh dense, assuming {result['power_watts_assumed']:g} W"]
+    lines = [f"{result['kind']} tickets over seeds {result['seeds']} (run {result['run_dir']})"]
+    if result.get("match"):
+        lines.append(f"  matched by {result['match']} to the same seed's layer ticket: "
+                     + ", ".join(f"seed {s}: {r['match_value']:,} of {r['match_target']:,}"
+                                 for s, r in result["per_seed"].items()))
+    lines += [
+              f"  test accuracy      {pm('test_accuracy')} %   (dense {pm('dense_test_accuracy')} %)",
+              f"  parameters         {result['ticket_parameters']:,.0f} vs {result['dense_parameters']:,.0f} dense "
+              f"({pm('parameters_saved')} % saved)",
+              f"  FLOPs per example  {result['ticket_flops']:,.0f} vs {result['dense_flops']:,.0f} dense "
+              f"({pm('flops_saved')} % saved)",
+              f"  conv filters       {result['ticket_conv_filters']:,.0f} vs {result['dense_conv_filters']:,.0f} dense",
+              f"  training time      {result['ticket_training_seconds']:.1f} s vs {result['dense_training_seconds']:.1f} s "
+              f"dense (speedup {pm('training_speedup', 1.0)}×, measured)",
+              f"  energy (estimate)  {result['ticket_energy_wh_estimate']:.3f} Wh vs "
+              f"{result['dense_energy_wh_estimate']:.3f} Wh dense, assuming {result['power_watts_assumed']:g} W"]
     return "\n".join(lines + [f"  ticket (seed {s}): {t}" for s, t in zip(result["seeds"], result["tickets"])])
 
 
@@ -103,10 +112,11 @@ COMMANDS = (
             defaults={"model": ModelConfig(model="resnet20")},
             aliases=(Alias("after_training", "layers", "at", const="after-training",
                            help="same as --at after-training"),)),
-    Command("filters", "filter tickets matched to a layer ticket's number of filters",
-            "Remove the lowest-scored internal filters of every residual block until the network has as many "
-            "convolution filters as the given layer ticket, rebuild it physically narrower from θ₀ and train it "
-            "with the layer ticket's recipe.",
+    Command("filters", "filter tickets matched seed by seed to layer tickets by FLOPs, parameters or filters",
+            "For each seed, remove the lowest-scored internal filters of every residual block until the network "
+            "costs at most what the same seed's layer ticket costs (--match flops, params or filters: the fewest "
+            "removals that get there), rebuild it physically narrower from θ₀ and train it with the layer "
+            "ticket's recipe.",
             FilterOptions, filters, structured_text),
     Command("robustness", "accuracy on corrupted and shifted test sets, ticket vs dense",
             "Gaussian noise, blur and contrast at severities 1-5 and a translated test set, as batched tensor ops; "

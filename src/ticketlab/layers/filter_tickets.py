@@ -6,6 +6,12 @@ filter's score is the mean importance (see layer_tickets.weight_importance) of i
 the mean, so filters of different fan-in compete on equal terms in one global ranking. The lowest
 are removed, every block keeping at least one, and the network is rebuilt physically narrower
 (an architecture spec with "shapes") holding θ₀ for everything that remains.
+
+Matching a layer ticket (`removals_to_match`): filters go in score order until the narrowed network
+costs at most the layer ticket's FLOPs per example, parameters or convolution filters: the fewest
+removals that get there, so the filter ticket is never larger than the ticket it is compared with and
+at most one filter's worth smaller. Removing one more filter never raises a cost, so a bisection over
+the removal count finds it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ticketlab.config import derive_seed
+from ticketlab.config import FILTER_MATCHES, derive_seed
+from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
 from ticketlab.layers.layer_tickets import check_resnet, weight_importance
 from ticketlab.models import model_from_architecture
@@ -88,3 +95,36 @@ def narrow(model: nn.Module, kept: dict[str, list[int]]) -> nn.Module:
         state[key] = value.clone()
     small.load_state_dict(state)
     return small
+
+
+def structure_cost(model: nn.Module, input_shape, match: str) -> int:
+    """What filter tickets are matched on: FLOPs per example, parameters, or convolution filters."""
+    if match not in FILTER_MATCHES:
+        raise TicketlabError(f"unknown match {match!r}; known: {', '.join(FILTER_MATCHES)}")
+    if match == "filters":
+        return conv_filters(model)
+    counted = count(model, input_shape)
+    return int(counted["flops" if match == "flops" else "parameters"])
+
+
+def removals_to_match(model: nn.Module, scores: dict[str, torch.Tensor], match: str, target: int,
+                      input_shape) -> tuple[int, int]:
+    """The fewest removals in score order whose narrowed network costs at most `target` (by `match`),
+    and that cost; one line when even the narrowest network (one filter per block) costs more."""
+    removable = sum(len(s) - 1 for s in scores.values())
+
+    def cost(remove: int) -> int:
+        return structure_cost(narrow(model, choose_filters(scores, remove)), input_shape, match)
+
+    narrowest = cost(removable)
+    if narrowest > target:
+        raise TicketlabError(f"no filter ticket costs at most {target:,} {match}: with one filter per block it "
+                             f"still costs {narrowest:,}")
+    low, high = 0, removable  # cost(high) ≤ target
+    while low < high:
+        middle = (low + high) // 2
+        if cost(middle) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    return low, cost(low)

@@ -20,7 +20,8 @@ from ticketlab.deploy.export import ticket_model
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.layers.filter_tickets import blocks, choose_filters, conv_filters, filter_scores, narrow
+from ticketlab.layers.filter_tickets import (blocks, choose_filters, conv_filters, filter_scores, narrow,
+                                             removals_to_match, structure_cost)
 from ticketlab.layers.layer_tickets import block_scores, check_resnet, choose_removed, removable_blocks, remove_blocks
 from ticketlab.layers.robustness import robustness_table
 from ticketlab.lth.aggregate import mean_std
@@ -108,12 +109,21 @@ def filter_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
     cfg = configs["filters"]
 
     def build(model, data, dense_result):
-        remove = conv_filters(model) - cfg.target_filters
         scores = filter_scores(model, data, cfg.criterion, seed=derive_seed(seed, "filters"))
+        if cfg.layer_run:  # matched to this seed's layer ticket
+            layer_path = layer_ticket_of_seed(cfg, seed)
+            target = structure_cost(model_from_architecture(load_ticket(layer_path).architecture), data.input_shape,
+                                    cfg.match)
+            remove, matched = removals_to_match(model, scores, cfg.match, target, data.input_shape)
+            matching = {"match": cfg.match, "match_target": target, "match_value": matched,
+                        "matched_layer_ticket": str(layer_path)}
+        else:  # one filter count for every seed
+            remove = conv_filters(model) - cfg.target_filters
+            matching = {"match": "filters", "match_target": cfg.target_filters, "match_value": cfg.target_filters}
         kept = choose_filters(scores, remove)
         small = narrow(model, kept)
         return small, {"method": f"filters-{cfg.criterion}", "removed_filters": remove,
-                       "kept_filters": {p: len(k) for p, k in kept.items()}}
+                       "kept_filters": {p: len(k) for p, k in kept.items()}, **matching}
 
     return structured_seed(seed, "filters", configs, runs_dir, quiet, build)
 
@@ -143,24 +153,60 @@ def run_structured(kind: str, configs: dict, seeds: list[int], runs_dir: str, qu
     if kind == "layers":
         choose_removed(model, {b: 0.0 for b in removable_blocks(model)}, configs["layers"].remove,
                        configs["layers"].min_per_stage)
-    else:
+    elif not configs["filters"].layer_run:
         choose_filters({p: torch.zeros(b.conv1.out_channels) for p, b in blocks(model)},
                        conv_filters(model) - configs["filters"].target_filters)
+    else:
+        check_filter_targets(model, configs["filters"], seeds, data.input_shape)
     run_dir = open_run(runs_dir, kind, configs)
     open_run(runs_dir, "train", {k: configs[k] for k in DENSE_SECTIONS})  # the dense runs the seed workers share
     per_seed = run_seeds(layer_seed if kind == "layers" else filter_seed, seeds, workers, configs, runs_dir, quiet)
+    matched = kind == "filters" and bool(configs["filters"].layer_run)
     return {"kind": kind, "run_dir": str(run_dir), "seeds": seeds, "per_seed": {str(s): per_seed[s] for s in seeds},
+            "match": configs["filters"].match if matched else None,
             "tickets": [per_seed[s]["ticket"] for s in seeds], **summarize(per_seed, seeds, power_watts)}
 
 
-def filter_configs(base: dict, layer_ticket: str, criterion: str) -> dict:
-    """The filter-ticket run matching a layer ticket's number of remaining filters."""
+def check_filter_targets(model, cfg: FilterConfig, seeds: list[int], input_shape) -> None:
+    """Every seed's layer ticket can be matched: the narrowest filter ticket (one filter per block, the
+    same network whatever the scores) costs no more than it."""
+    scores = {p: torch.zeros(b.conv1.out_channels) for p, b in blocks(model)}
+    narrowest = structure_cost(narrow(model, choose_filters(scores, sum(len(v) - 1 for v in scores.values()))),
+                               input_shape, cfg.match)
+    for seed in seeds:
+        path = layer_ticket_of_seed(cfg, seed)
+        if not path.exists():
+            raise TicketlabError(f"no layer ticket of seed {seed} at {path}; run `ticketlab layers` with that seed first")
+        target = structure_cost(model_from_architecture(load_ticket(path).architecture), input_shape, cfg.match)
+        if narrowest > target:
+            raise TicketlabError(f"the layer ticket of seed {seed} costs {target:,} {cfg.match}, less than the narrowest "
+                                 f"filter ticket ({narrowest:,}, one filter per block): no filter ticket matches it")
+
+
+def layer_ticket_of_seed(cfg: FilterConfig, seed: int) -> Path:
+    return Path(cfg.layer_run_dir) / f"seed-{seed}" / TICKET
+
+
+def filter_configs(base: dict, layer_ticket: str, criterion: str, match: str = "flops",
+                   seeds: list[int] | None = None) -> dict:
+    """The filter-ticket run matched seed by seed to the layer tickets of `layer_ticket`'s run (the
+    `seed-<s>/ticket.safetensors` beside it) by `match`; every seed's layer ticket is checked here."""
     ticket = load_ticket(layer_ticket)
     if "removed_blocks" not in ticket.provenance.extra:
         raise TicketlabError(f"{layer_ticket} is not a layer ticket (no removed blocks recorded); give one written by "
                              "`ticketlab layers`")
-    small = model_from_architecture(ticket.architecture)
-    return {**base, "filters": FilterConfig(criterion=criterion, target_filters=conv_filters(small))}
+    run_dir = Path(layer_ticket).resolve().parent.parent
+    config = FilterConfig(criterion=criterion, match=match, layer_run=run_dir.name, layer_run_dir=str(run_dir))
+    for seed in seeds if seeds is not None else [ticket.provenance.seed]:
+        path = layer_ticket_of_seed(config, seed)
+        other = load_ticket(path) if path.exists() else None
+        if other is None or other.provenance.seed != seed or "removed_blocks" not in other.provenance.extra:
+            raise TicketlabError(f"no layer ticket of seed {seed} at {path}: filter tickets are matched seed by seed to "
+                                 f"the layer tickets of {run_dir.name}; run `ticketlab layers` with that seed first")
+        if (other.provenance.original_architecture or {}).get("name") != \
+                ticket.provenance.original_architecture.get("name"):
+            raise TicketlabError(f"{path} is not a ticket of the same layer run as {layer_ticket}")
+    return {**base, "filters": config}
 
 
 def robustness_job(ticket_paths: list[str], dense_path: str | None, data_root: str | None, seed: int) -> dict:
