@@ -7,7 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ticketlab.config import DataConfig
+from ticketlab.config import DataConfig, TrainConfig
+from ticketlab.data import load_dataset
+from ticketlab.data.idx_sets import load_fashion_mnist
+from ticketlab.data.roots import resolve_data_root
 from ticketlab.deploy.compact import load_compact
 from ticketlab.deploy.export import export_ticket, load_exported, ticket_model
 from ticketlab.deploy.flops import count
@@ -15,7 +18,10 @@ from ticketlab.deploy.sparse import CsrLinear, sparsify
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
 from ticketlab.provenance import Provenance
+from ticketlab.pruning import magnitude_prune
+from ticketlab.runtime import load_data_config
 from ticketlab.ticket import Ticket, load_ticket
+from ticketlab.trainer import train
 
 
 def random_ticket(path: Path, name: str, input_shape, density: float, seed: int = 0, dataset: str = "synthetic") -> Path:
@@ -80,14 +86,19 @@ def test_a_damaged_compact_file_is_refused_naming_it(mlp_ticket, tmp_path, cli):
 @pytest.mark.parametrize("name,shape", [("mlp_64_32", (20,)), ("conv2", (3, 8, 8)), ("resnet8", (3, 8, 8))])
 @pytest.mark.parametrize("fmt", ["dense", "torchscript", "onnx"])
 def test_every_export_computes_the_masked_ticket(tmp_path, one_thread, name, shape, fmt):
-    ticket_path = random_ticket(tmp_path / "t.safetensors", name, shape, 0.05, seed=3)
+    dataset = "synthetic" if len(shape) == 1 else "synthetic-images"
+    ticket_path = random_ticket(tmp_path / "t.safetensors", name, shape, 0.05, seed=3, dataset=dataset)
     reference = ticket_model(load_ticket(ticket_path))
     out = tmp_path / f"export.{fmt}"
     written = export_ticket(ticket_path, fmt, out)
     loaded = load_exported(out, torchscript=fmt == "torchscript")
+    # The export takes raw inputs and standardizes them with its training data's statistics itself.
+    mean, std = load_dataset("synthetic" if len(shape) == 1 else "synthetic-images", train_subset=600).normalization
+    assert written["inputs"] == "raw" and loaded.meta["info"]["dataset"] == dataset
+    assert torch.equal(loaded.normalization[0], mean) and torch.equal(loaded.normalization[1], std)
     x = torch.randn(7, *shape)
     expected = outputs(reference, x)
-    got = outputs(loaded.run, x)
+    got = outputs(loaded.run, x * std + mean)
     assert torch.allclose(got, expected, atol=1e-4 * (1 + expected.abs().max())), (got - expected).abs().max()
     dense_params = sum(p.numel() for p in reference.parameters())
     assert written["parameters"] < dense_params  # the shrunk network really is smaller
@@ -179,3 +190,39 @@ def test_profile_reports_sizes_flops_and_timings(tmp_path, cli, one_thread):
     bad = cli("profile", ticket, "--batch-sizes", "0")
     assert bad.code == 2 and "--batch-sizes" in bad.err
     assert math.isfinite(result["density"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (Path("/usr/share/datasets/fashion-mnist") / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_exports_on_raw_test_images_score_the_tickets_accuracy(tmp_path, cli, one_thread):
+    """A trained LeNet ticket's ONNX and TorchScript exports, fed the test images straight from the IDX
+    file (pixels / 255, no standardization), score the ticket's own accuracy within 0.1 pp."""
+    config = DataConfig(dataset="fashion-mnist", train_subset=3000, test_subset=2000)
+    data = load_data_config(config)
+    model = create_model("lenet_300_100", data.input_shape, data.num_classes, seed=0)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    train(model, data, TrainConfig(steps="150it", eval_every="150it"), out_dir=tmp_path / "run", data_seed=0, quiet=True)
+    mask = magnitude_prune(Mask.ones(model), model.state_dict(), 0.8)
+    mask.apply_(model)
+    ticket = tmp_path / "lenet.safetensors"
+    Ticket(model.architecture, mask, initial, model.state_dict(),
+           Provenance(method="test", dataset="fashion-mnist", data_config=config)).save(ticket)
+    ticket_accuracy = cli("infer", ticket, "--json").json()["test_accuracy"]
+    assert ticket_accuracy > 0.6  # trained: a near-tie of a random network would not test much
+
+    raw = load_fashion_mnist(resolve_data_root(None))
+    images = torch.from_numpy(raw.test_x[:2000].astype("float32") / 255)
+    labels = torch.from_numpy(raw.test_y[:2000].astype("int64"))
+    assert torch.equal(labels, data.test_y)
+    for fmt in ("onnx", "torchscript", "dense"):
+        out = tmp_path / f"lenet.{fmt}"
+        assert cli("export", ticket, "--format", fmt, "--out", out).code == 0
+        loaded = load_exported(out, torchscript=True)
+        accuracy = float((outputs(loaded.run, images).argmax(1) == labels).float().mean())
+        assert abs(accuracy - ticket_accuracy) <= 0.001, (fmt, accuracy, ticket_accuracy)
+        inferred = cli("infer", out, "--torchscript", "--json").json()
+        assert inferred["inputs"] == "raw" and abs(inferred["test_accuracy"] - ticket_accuracy) <= 0.001
+    # What the old exports did: the network alone on raw pixels scores far lower.
+    bare = float((outputs(ticket_model(load_ticket(ticket)), images).argmax(1) == labels).float().mean())
+    assert bare < ticket_accuracy - 0.02

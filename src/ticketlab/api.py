@@ -228,9 +228,12 @@ EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", 
 
 
 def export(ticket: Ticket | str | Path, out: str | Path, *, format: str | None = None, half: bool = False,
-           weights: str = "auto", runs_dir: str | Path = "runs") -> dict:
+           weights: str = "auto", runs_dir: str | Path = "runs", data_root: str | None = None,
+           data: Dataset | None = None) -> dict:
     """Write the ticket as compact, dense (shrunk), TorchScript or ONNX; the format from the suffix
-    (.onnx, .pt/.ts, .compact.safetensors, .dense.safetensors) or `format=`."""
+    (.onnx, .pt/.ts, .compact.safetensors, .dense.safetensors) or `format=`. dense, TorchScript and
+    ONNX take raw inputs: the standardization of the ticket's training data (`data`, else loaded
+    from the ticket's data config and `data_root`) is folded in."""
     out = Path(out)
     if format is None:
         name = out.name
@@ -240,7 +243,8 @@ def export(ticket: Ticket | str | Path, out: str | Path, *, format: str | None =
             raise TicketlabError(f"cannot tell the export format from {out.name}; give format= (compact, dense, "
                                  "torchscript, onnx) or a suffix .onnx, .pt, .compact.safetensors, .dense.safetensors")
     checks.writable_file(out, "export file")
-    return export_ticket(_ticket_file(ticket, runs_dir), format, out, half=half, weights=weights)
+    return export_ticket(_ticket_file(ticket, runs_dir), format, out, half=half, weights=weights, data_root=data_root,
+                         data=data)
 
 
 def report(runs, out: str | Path, *, title: str = "Lottery tickets", html: bool = False) -> dict:

@@ -24,15 +24,20 @@ class ExportOptions(Output):
     half: bool = arg(False, "compact only: store the live values in float16", bare=True)
     weights: str = arg("auto", "trained weights, θ_k, or auto = trained when the ticket has them",
                        choices=("auto", "trained", "init"))
+    data_root: str | None = arg(None, "dense, torchscript, onnx: folder holding the ticket's dataset, whose "
+                                      "standardization goes into the file (default: the one the ticket records)")
 
 
 def export(configs: dict, options: ExportOptions, log) -> dict:
-    return export_ticket(options.ticket, options.format, options.out, half=options.half, weights=options.weights)
+    return export_ticket(options.ticket, options.format, options.out, half=options.half, weights=options.weights,
+                         data_root=options.data_root)
 
 
 def export_text(result: dict, options) -> str:
+    inputs = ("raw inputs (pixels in [0, 1]; it standardizes them itself)" if result["inputs"] == "raw"
+              else "inputs standardized with the training set's mean and std, as the ticket")
     return (f"wrote {result['out']}: {result['format']}{' fp16' if result['half'] else ''}, {result['bytes']:,} bytes, "
-            f"{result['parameters']:,} stored parameters")
+            f"{result['parameters']:,} stored parameters; takes {inputs}")
 
 
 @dataclass(kw_only=True)
@@ -88,7 +93,8 @@ COMMANDS = (
     Command("export", "write a ticket as a compact file, a shrunk dense model, TorchScript or ONNX",
             "compact: packed mask bits + live values (lossless; --half stores them in float16). dense: the network "
             "with dead neurons and channels removed physically, as a safetensors state_dict. torchscript / onnx: "
-            "that shrunk network for deployment (onnx needs pip install 'ticketlab[onnx]').",
+            "that shrunk network for deployment (onnx needs pip install 'ticketlab[onnx]'). dense, torchscript and "
+            "onnx take raw inputs (pixels in [0, 1]): the ticket's input standardization is folded in.",
             ExportOptions, export, export_text),
     Command("infer", "test accuracy of a ticket or export, on the fastest path",
             "Evaluate a ticket, compact, dense, TorchScript or ONNX file on a test set; each Linear layer runs on a "

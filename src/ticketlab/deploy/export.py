@@ -8,11 +8,19 @@
                optional `onnx` and `onnxscript` packages (`pip install ticketlab[onnx]`)
 Every format carries the ticket's trained weights when it has them, else θ_k. Files are written
 atomically; `load_exported` reads any of them back into something callable on a batch.
+
+Inputs: a ticket (and its compact file) takes inputs standardized per channel with its training
+data's mean and std, as ticketlab trains on them. The deployable formats (dense, torchscript, onnx)
+take raw inputs instead (pixels scaled to [0, 1], or the values as the dataset gives them) in the
+model's input shape: TorchScript and ONNX have the standardization folded in as their first
+operation, and a dense file stores the mean and std, which `load_exported` applies. Each records its
+input convention (`input` in the metadata: docs/format.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -33,10 +41,13 @@ from ticketlab.errors import TicketlabError
 from ticketlab.files import safetensors_metadata, verify_checksum, write_bytes, write_checked_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
+from ticketlab.runtime import load_data_config
 from ticketlab.ticket import Ticket, load_ticket
 
 FORMATS = ("compact", "dense", "torchscript", "onnx")
 DENSE_KEY = "ticketlab-export"
+RAW_INPUTS_PREFIX = "network."  # RawInputs' parameter names: the network's behind this prefix
+METADATA_KEY = "ticketlab"  # the input convention in TorchScript (an extra file, .json) and ONNX (metadata_props)
 
 
 @dataclass
@@ -48,6 +59,65 @@ class Loaded:
     mask: Mask | None              # the ticket's mask (ticket and compact files)
     input_shape: tuple[int, ...]
     meta: dict
+    # (mean, std) the file standardizes raw inputs with itself (feed it raw inputs); None: it takes
+    # standardized inputs, as a ticket does. For a dense file, `run` applies it and `module` does not.
+    normalization: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class RawInputs(nn.Module):
+    """A network behind the standardization it was trained with, so that it takes raw inputs. Its
+    parameters are the network's under the prefix `network.` (RAW_INPUTS_PREFIX)."""
+
+    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", mean.detach().float().clone())
+        self.register_buffer("std", std.detach().float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network((x - self.mean) / self.std)  # as ticketlab's data loading standardizes
+
+
+def training_normalization(ticket: Ticket, data_root: str | None = None, data=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel (mean, std) the ticket's inputs were standardized with: its training data's,
+    read from `data` when given, else loaded with the data config the ticket records."""
+    if data is None:
+        try:
+            config = ticket.data_config()
+            if data_root is not None:
+                config = dataclasses.replace(config, data_root=data_root)
+            data = load_data_config(config)
+        except TicketlabError as exc:
+            raise TicketlabError(f"exports take raw inputs and fold in the standardization of the ticket's training "
+                                 f"data, which could not be read: {exc}") from None
+    if getattr(data, "normalization", None) is None:
+        raise TicketlabError(f"dataset {data.name} records no input standardization to fold into the export")
+    mean, std = data.normalization
+    return mean, std
+
+
+def input_convention(input_shape, mean: torch.Tensor, std: torch.Tensor) -> dict:
+    """What an export takes, as recorded in its file: raw inputs of `input_shape` and the statistics it
+    standardizes them with itself (one value per channel)."""
+    return {"inputs": "raw", "shape": list(input_shape), "mean": [float(v) for v in mean.flatten()],
+            "std": [float(v) for v in std.flatten()],
+            "description": "raw inputs: pixels scaled to [0, 1] (the values as the dataset gives them for "
+                           "non-image data) in the dataset's layout; the model standardizes them per channel with "
+                           "the training set's mean and std"}
+
+
+def normalization_of(convention: dict | None, input_shape) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean, std) shaped to broadcast on a batch, from a recorded input convention (None: none recorded)."""
+    if not isinstance(convention, dict) or convention.get("inputs") != "raw":
+        return None
+    try:
+        mean, std = (torch.tensor(convention[k], dtype=torch.float32) for k in ("mean", "std"))
+    except (KeyError, TypeError, ValueError):
+        raise TicketlabError("the file's input convention is damaged (mean and std per channel); export it again") from None
+    shape = (1, len(mean)) + (1,) * max(0, len(input_shape) - 1)
+    if len(mean) != len(std) or not len(mean) or (input_shape and len(mean) != input_shape[0]):
+        raise TicketlabError("the file's input convention does not fit its input shape; export it again")
+    return mean.reshape(shape), std.reshape(shape)
 
 
 def ticket_model(ticket: Ticket, weights: str = "auto") -> nn.Module:
@@ -95,7 +165,9 @@ def _quiet_exporter():
     return stack
 
 
-def export_onnx(model: nn.Module, input_shape, out: Path) -> None:
+def export_onnx(model: nn.Module, input_shape, out: Path, recorded: dict | None = None) -> None:
+    """`model` through torch.onnx with a dynamic batch dimension; `recorded` (its input convention and
+    provenance) goes into the file's metadata_props as JSON."""
     try:
         import onnx  # noqa: F401  (the exporter needs it; fail with our message, not torch's)
         import onnxscript  # noqa: F401
@@ -104,15 +176,24 @@ def export_onnx(model: nn.Module, input_shape, out: Path) -> None:
     example = torch.zeros(2, *input_shape)
     with _quiet_exporter():
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
-        _atomic_from_writer(out, program.save)
+
+        def save_with_convention(path: str) -> None:
+            program.save(path)
+            if recorded is None:
+                return
+            proto = onnx.load(path)
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = METADATA_KEY, json.dumps(recorded, sort_keys=True)
+            onnx.save(proto, path)
+        _atomic_from_writer(out, save_with_convention)
 
 
-def export_torchscript(model: nn.Module, input_shape, out: Path) -> None:
+def export_torchscript(model: nn.Module, input_shape, out: Path, recorded: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the TorchScript path
         traced = torch.jit.trace(model, torch.zeros(2, *input_shape))
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+        torch.jit.save(traced, buffer, _extra_files={f"{METADATA_KEY}.json": json.dumps(recorded, sort_keys=True)})
     write_bytes(out, buffer.getvalue())
 
 
@@ -127,8 +208,12 @@ def provenance(ticket: Ticket) -> dict:
     return {k: recorded[k] for k in keep if k in recorded} | {"density": ticket.mask.density()}
 
 
-def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool = False, weights: str = "auto") -> dict:
-    """Write `fmt` of the ticket to `out`; returns what was written (path, bytes, parameters)."""
+def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool = False, weights: str = "auto",
+                  data_root: str | None = None, data=None) -> dict:
+    """Write `fmt` of the ticket to `out`; returns what was written (path, bytes, parameters, inputs).
+
+    dense, torchscript and onnx take raw inputs: the standardization of the ticket's training data
+    (loaded from its data config and `data_root`, or `data` when given) goes into the file."""
     if fmt not in FORMATS:
         raise TicketlabError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if half and fmt != "compact":
@@ -144,13 +229,20 @@ def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool
         save_compact(out, ticket.architecture, ticket.mask, model.state_dict(), info, half=half)
         parameters = ticket.mask.num_kept() + sum(v.numel() for k, v in model.state_dict().items()
                                                   if k not in ticket.mask.tensors and v.is_floating_point())
+        inputs = "standardized"
     else:
+        mean, std = training_normalization(ticket, data_root, data)
+        convention = input_convention(input_shape, mean, std)
         small = shrunk_model(model, ticket.mask)
-        {"dense": lambda: export_dense(small, info, out),
-         "torchscript": lambda: export_torchscript(small, input_shape, out),
-         "onnx": lambda: export_onnx(small, input_shape, out)}[fmt]()
+        {"dense": lambda: export_dense(small, info | {"input": convention}, out),
+         "torchscript": lambda: export_torchscript(RawInputs(small, mean, std).eval(), input_shape, out,
+                                                   {"input": convention, "info": info}),
+         "onnx": lambda: export_onnx(RawInputs(small, mean, std).eval(), input_shape, out,
+                                     {"input": convention, "info": info})}[fmt]()
         parameters = sum(p.numel() for p in small.parameters())
-    return {"format": fmt, "out": str(out), "bytes": out.stat().st_size, "parameters": parameters, "half": half}
+        inputs = "raw"
+    return {"format": fmt, "out": str(out), "bytes": out.stat().st_size, "parameters": parameters, "half": half,
+            "inputs": inputs}
 
 
 def _safetensors_metadata(path: Path) -> dict | None:
@@ -178,13 +270,18 @@ def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
         if not torchscript:
             raise TicketlabError(f"{path} is neither a ticket nor a ticketlab export (safetensors) nor ONNX; if it is a "
                                  "TorchScript file you trust, pass --torchscript (loading TorchScript runs code from the file)")
+        extra = {f"{METADATA_KEY}.json": ""}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.jit is deprecated upstream; TorchScript files still load
-                module = torch.jit.load(str(path)).eval()
+                module = torch.jit.load(str(path), _extra_files=extra).eval()
         except Exception:  # noqa: BLE001 - any failure means: not a file we can read
             raise TicketlabError(f"{path} is neither a ticket, a ticketlab export (safetensors), TorchScript nor ONNX") from None
-        return Loaded("torchscript", module, module, None, (), {})
+        recorded = _recorded(path, extra[f"{METADATA_KEY}.json"])
+        convention = recorded.get("input")
+        shape = tuple(convention.get("shape", ())) if isinstance(convention, dict) else ()
+        # A TorchScript file of another tool (or an older ticketlab) records nothing: taken as the ticket takes inputs.
+        return Loaded("torchscript", module, module, None, shape, recorded, normalization=normalization_of(convention, shape))
     if "ticketlab" in metadata:
         ticket = load_ticket(path)
         model = ticket_model(ticket)
@@ -210,7 +307,11 @@ def load_exported(path: str | Path, torchscript: bool = False) -> Loaded:
             raise TicketlabError(f"{path}: the stored weights do not fit its architecture "
                                  f"({str(exc).splitlines()[-1].strip()}); export it again") from None
         model.eval()
-        return Loaded("dense", model, model, None, tuple(meta["architecture"]["input_shape"]), meta)
+        shape = tuple(meta["architecture"]["input_shape"])
+        normalization = normalization_of(meta.get("info", {}).get("input"), shape)
+        if normalization is None:  # written before exports took raw inputs
+            return Loaded("dense", model, model, None, shape, meta)
+        return Loaded("dense", RawInputs(model, *normalization).eval(), model, None, shape, meta, normalization)
     raise TicketlabError(f"{path} is a safetensors file but not one ticketlab wrote (no ticketlab metadata)")
 
 
@@ -252,4 +353,19 @@ def _load_onnx(path: Path) -> Loaded:
     def run(batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {name: batch.detach().cpu().numpy()})[0])
     shape = tuple(d for d in session.get_inputs()[0].shape[1:])
-    return Loaded("onnx", run, None, None, shape, {})
+    recorded = _recorded(path, session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, ""))
+    return Loaded("onnx", run, None, None, shape, recorded, normalization=normalization_of(recorded.get("input"), shape))
+
+
+def _recorded(path: Path, text: str) -> dict:
+    """What a TorchScript or ONNX file records: {"input": its input convention, "info": its ticket's
+    provenance}; {} when it records nothing (a file of another tool, or of an older ticketlab)."""
+    if not text:
+        return {}
+    try:
+        recorded = json.loads(text)
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("info", {}), dict):
+        raise TicketlabError(f"{path}: its {METADATA_KEY} metadata is not a JSON object; the file is damaged, export it again")
+    return recorded

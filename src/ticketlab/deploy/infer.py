@@ -2,7 +2,9 @@
 
 Torch models (ticket, compact and dense exports) go through `sparsify`: each Linear runs on CSR
 when that measured faster at the inference batch size, else dense. TorchScript and ONNX files run
-as they are (ONNX on onnxruntime). The data default to the ticket's own dataset and split.
+as they are (ONNX on onnxruntime). The data default to the ticket's own dataset and split. Tickets
+and compact files take the inputs standardized as in training; dense, TorchScript and ONNX exports
+take raw inputs (they standardize them themselves), so they are fed the test set un-standardized.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import time
 import torch
 
 from ticketlab.config import DataConfig
-from ticketlab.deploy.export import load_exported
+from ticketlab.data.dataset import UINT8_SCALE
+from ticketlab.deploy.export import RawInputs, load_exported
 from ticketlab.deploy.sparse import sparsify
 from ticketlab.errors import TicketlabError
 from ticketlab.runtime import load_data_config
@@ -48,13 +51,29 @@ def run_inference(path: str, dataset: str | None = None, data_root: str | None =
     run, paths = loaded.run, {}
     if loaded.module is not None and loaded.kind != "torchscript":
         run, paths = sparsify(loaded.module, batch_size=batch_size, path=path_mode)
+        if loaded.normalization is not None:
+            run = RawInputs(run, *loaded.normalization)
+    test_x = raw_inputs(data, path) if loaded.normalization is not None else data.test_x
     correct = 0
     start = time.perf_counter()
     for first in range(0, len(data.test_y), batch_size):
-        logits = run(data.test_x[first:first + batch_size])
+        logits = run(test_x[first:first + batch_size])
         correct += int((logits.argmax(1) == data.test_y[first:first + batch_size]).sum())
     seconds = time.perf_counter() - start
     return {"file": str(path), "kind": loaded.kind, "dataset": data.name, "examples": len(data.test_y),
             "test_accuracy": correct / max(1, len(data.test_y)), "seconds": seconds,
+            "inputs": "standardized" if loaded.normalization is None else "raw",
             "examples_per_second": len(data.test_y) / seconds if seconds > 0 else None, "batch_size": batch_size,
             "linear_paths": paths}
+
+
+def raw_inputs(data, path) -> torch.Tensor:
+    """The test inputs as they were before standardization (pixels in [0, 1]), for a file that takes raw inputs."""
+    if getattr(data, "normalization", None) is None:
+        raise TicketlabError(f"{path} takes raw inputs but dataset {data.name} records no standardization to undo; "
+                             "evaluate it on a registry dataset or one made with Dataset.from_tensors / from_torch")
+    stored = data.stored("test")
+    if data.is_pixels(stored):  # 8-bit pixels as read from the file
+        return stored.to(torch.float32).mul_(UINT8_SCALE)
+    mean, std = data.normalization
+    return data.test_x * std + mean

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ticketlab.deploy.compact import is_compact
-from ticketlab.deploy.export import DENSE_KEY, load_exported
+from ticketlab.deploy.export import DENSE_KEY, RAW_INPUTS_PREFIX, load_exported
 from ticketlab.errors import TicketlabError
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership.structure import INPUT, OUTPUT, SITE, Structure, structure_of
@@ -149,7 +149,9 @@ def _load_onnx(path: Path, architecture: dict) -> dict[str, torch.Tensor]:
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own types
         raise TicketlabError(f"{path} is not an ONNX model ({type(exc).__name__})") from None
     graph = model.graph
-    tensors = {init.name: torch.from_numpy(numpy_helper.to_array(init).copy()) for init in graph.initializer}
+    # An export that takes raw inputs holds the network behind its standardization (RawInputs).
+    tensors = {init.name.removeprefix(RAW_INPUTS_PREFIX): torch.from_numpy(numpy_helper.to_array(init).copy())
+               for init in graph.initializer}
     expected = model_from_architecture(architecture).state_dict()
     if any(name.endswith(".weight") and name in expected for name in tensors):
         return {k: v for k, v in tensors.items() if k in expected}

@@ -456,6 +456,9 @@ def suspect_predictor(suspect: str | Path, record: dict, loaded=None) -> Callabl
     if loaded.input_shape and tuple(loaded.input_shape) != shape:
         raise TicketlabError(f"{suspect} takes inputs {tuple(loaded.input_shape)}, the record's model {shape}; "
                              "give the record made for this model")
+    if loaded.normalization is not None:  # the export takes raw inputs: undo the standardization of x
+        mean, std = loaded.normalization
+        return lambda x: torch.as_tensor(loaded.run(x * std + mean)).argmax(1)
     return lambda x: torch.as_tensor(loaded.run(x)).argmax(1)
 
 
