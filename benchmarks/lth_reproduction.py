@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 import ticketlab as tl
-from ticketlab.lth.report import load_run, write_report
+from ticketlab.reports.loading import load_run
+from ticketlab.reports.writer import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 

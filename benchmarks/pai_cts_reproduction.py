@@ -36,7 +36,7 @@ from pathlib import Path
 import ticketlab as tl
 from ticketlab.files import write_json, write_text
 from ticketlab.lth.aggregate import mean_std, parse_seeds
-from ticketlab.lth.report import pyplot, save_figure
+from ticketlab.figures import pyplot, save_figure
 from ticketlab.pai.jobs import total_compute
 
 REPO = Path(__file__).resolve().parents[1]

@@ -48,12 +48,14 @@ from ticketlab.lth.aggregate import MAX_SEEDS
 from ticketlab.lth.controls import CONTROL_KINDS
 from ticketlab.lth.imp import imp_levels_keep_weights
 from ticketlab.lth.jobs import open_existing_run, run_control_job, run_imp_job
-from ticketlab.lth.report import load_run, write_report
 from ticketlab.lth.stability import run_stability
 from ticketlab.models import model_from_config
 from ticketlab.pai.jobs import check_method, check_pai_request, prune_seed, run_pai_sweep, run_train_ticket
 from ticketlab.pai.sanity import check_sanity_request, run_sanity, sanity_table
 from ticketlab.recipes import preset, presets
+from ticketlab.reports.labels import check_labels
+from ticketlab.reports.loading import load_runs
+from ticketlab.reports.writer import write_report
 from ticketlab.runs import open_run
 from ticketlab.runtime import checked_data, default_workers, finished, load_data_config, run_train
 from ticketlab.supertickets.config import SuperConfig
@@ -247,10 +249,29 @@ def export(ticket: Ticket | str | Path, out: str | Path, *, format: str | None =
                          data=data)
 
 
-def report(runs, out: str | Path, *, title: str = "Lottery tickets", html: bool = False) -> dict:
-    """report.md (and report.html) with tables and plots comparing IMP runs (ImpRun objects or run folders)."""
-    loaded = [load_run(r.run_dir if isinstance(r, ImpRun) else r) for r in runs]
-    return write_report(loaded, out, title, html=html)
+def _report_folders(run) -> list:
+    """The folders a result object stands for: its run or sweep folder, or (a PaI sweep) each cell's run."""
+    for name in ("run_dir", "sweep_dir"):
+        if getattr(run, name, None) is not None:
+            return [getattr(run, name)]
+    if isinstance(getattr(run, "rows", None), list):
+        return list(dict.fromkeys(row["run_dir"] for row in run.rows if row.get("run_dir")))
+    return [run]
+
+
+def report(runs, out: str | Path, *, title: str = "Lottery tickets", labels: list[str] | None = None,
+           curves: list[int] | None = None, html: bool = False, csv: bool = False) -> dict:
+    """report.md and report.json (report.csv with `csv`, a self-contained report.html with `html`) and
+    plots comparing runs of any kind: result objects of the calls (ImpRun, PaiSweepResult, ...), run
+    folders or sweep folders. `labels`: one name per run (default: the config values that differ);
+    `curves`: IMP levels whose training curves are drawn. Returns the paths written."""
+    folders = [folder for r in ([runs] if isinstance(runs, (str, Path)) else runs) for folder in _report_folders(r)]
+    checks.writable_dir(out, "report folder")
+    loaded = load_runs(folders)
+    if labels is not None:
+        labels = check_labels(list(labels), len(loaded), "labels")
+    command = f"tl.report({[str(f) for f in folders]!r}, {str(out)!r}" + (f", labels={labels!r}" if labels else "") + ")"
+    return write_report(loaded, out, title, curve_levels=curves, html=html, csv=csv, labels=labels, command=command)
 
 
 # ---- instability analysis and controls of IMP runs ------------------------------------------------

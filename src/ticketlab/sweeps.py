@@ -18,8 +18,9 @@ registry (ticketlab.commands), the path the CLI takes, and calls its run functio
 checks its inputs, stores its results in its own run directory and, when run again, returns the
 stored result at once. Every point's options are built (so checked) before any run starts. The sweep
 keeps `runs/sweep-<hash>/run-<i>.json` per finished run (its options, the equivalent command line and
-its result; a rerun skips it without starting a worker) and `summary.json`, a table of every run's
-options and test accuracy. Engines: `local` (a spawned process pool, torch threads shared out
+its result; a rerun skips it without starting a worker), `summary.json`, a table of every run's
+options and test accuracy, and `report.md` (ticketlab.reports.sweep: the grid points, then the report
+of every run the sweep made). Engines: `local` (a spawned process pool, torch threads shared out
 among the workers) or `ray` (`pip install 'ticketlab[ray]'`; a local instance, or an existing cluster
 with --address). Progress on stderr: runs done / running / failed.
 """
@@ -44,9 +45,8 @@ from ticketlab.commands.failures import describe
 from ticketlab.commands.registry import command as registered_command
 from ticketlab.commands.spec import Command, flag
 from ticketlab.errors import TicketlabError
-from ticketlab.files import read_json, write_json, write_text
-from ticketlab.lth.aggregate import mean_std
-from ticketlab.lth.report import load_run, pyplot, save_figure, write_report
+from ticketlab.files import read_json, write_json
+from ticketlab.reports.sweep import write_sweep_report
 from ticketlab.runtime import worker_setup
 
 ENGINES = ("local", "ray")
@@ -285,57 +285,6 @@ def run_sweep(grid_path, engine: str, runs_dir: str, workers: int | None, addres
         write_json(sweep_dir / "summary.json", summary)
         summary["report"] = str(write_sweep_report(summary, sweep_dir))
     return summary
-
-
-SEED_KEYS = ("seed", "seeds")
-
-
-def write_sweep_report(summary: dict, out_dir: Path) -> Path:
-    """IMP sweeps: the LTH report over their runs. Others: test accuracy mean ± std over seeds per grid
-    point, and accuracy vs density when the grid varies a density."""
-    done = [r for r in summary["rows"] if r["ok"]]
-    title = f"Sweep: {summary['runs']} {summary['command']} runs"
-    if summary["command"] in ("imp", "demo") and done:
-        run_dirs = sorted({r["run_dir"] for r in done if r["run_dir"]})
-        write_report([load_run(d) for d in run_dirs], out_dir, title)
-        return out_dir / "report.md"
-    keys = [k for k in (done[0] if done else {}) if k not in ("index", "ok", "test_accuracy", "run_dir", "error", *SEED_KEYS)]
-    groups: dict[tuple, list[float]] = {}
-    for row in done:
-        groups.setdefault(tuple(json.dumps(row.get(k), default=str) for k in keys), []).append(row["test_accuracy"])
-    varying = [i for i, k in enumerate(keys) if len({g[i] for g in groups}) > 1]
-    lines = [f"# {title}", "", f"{summary['done']} done, {summary['failed']} failed. Test accuracy, mean ± std over seeds.", "",
-             "| " + " | ".join(keys[i] for i in varying) + " | test accuracy | seeds |", "|" + "---|" * (len(varying) + 2)]
-    for group, accs in groups.items():
-        mean, std = mean_std(accs)
-        cell = f"{mean:.4f} ± {std:.4f}" if mean is not None else "—"
-        lines.append("| " + " | ".join(json.loads(group[i]).__str__() for i in varying) + f" | {cell} | {len(accs)} |")
-    density_key = next((k for k in keys if k in ("density", "densities")), None)
-    if density_key and done:
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        position = keys.index(density_key)
-        series: dict[tuple, list[tuple[float, float, float]]] = {}
-        for group, accs in groups.items():
-            label = tuple(json.loads(group[i]) for i in varying if i != position)
-            mean, std = mean_std(accs)
-            if mean is not None:
-                series.setdefault(label, []).append((100 * float(json.loads(group[position])), 100 * mean, 100 * (std or 0)))
-        for label, points in series.items():
-            points.sort(reverse=True)
-            xs, ys, sd = zip(*points)
-            ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=" ".join(map(str, label)) or "runs")
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ax.set_xlabel("percent of weights remaining")
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        save_figure(fig, out_dir / "accuracy.png")
-        lines += ["", "![accuracy vs density](accuracy.png)"]
-    write_text(out_dir / "report.md", "\n".join(lines) + "\n")
-    return out_dir / "report.md"
 
 
 def sweep_table(summary: dict) -> str:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from ticketlab import checks
-from ticketlab.commands.spec import Command, Output, Replicates, Runs, announce, arg, seed_list
+from ticketlab.commands.spec import Command, Output, Replicates, Runs, announce, arg, flag, seed_list
 from ticketlab.config import PruneConfig, TrainConfig, validate_prune, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.lth.aggregate import parse_levels, parse_seeds
 from ticketlab.lth.controls import CONTROL_KINDS
 from ticketlab.lth.imp import imp_levels_keep_weights
 from ticketlab.lth.jobs import run_control_job, run_imp_job
-from ticketlab.lth.report import level_table, load_run, write_report
 from ticketlab.lth.stability import run_stability
+from ticketlab.reports.labels import parse_labels
+from ticketlab.reports.loading import load_run, load_runs
+from ticketlab.reports.tables import level_table
+from ticketlab.reports.writer import report_summary, write_report
 from ticketlab.runtime import checked_data, finished, run_train
 
 MAX_POINTS = 1001  # stability: points along the interpolation path (each evaluates the test set)
@@ -85,7 +90,15 @@ def imp(configs: dict, options: ImpOptions, log) -> dict:
 
 
 def demo(configs: dict, options: DemoOptions, log) -> dict:
-    return imp_job("demo", ("random-reinit",), configs, options, log)
+    result = imp_job("demo", ("random-reinit",), configs, options, log)
+    model_name, dataset, prune = configs["model"].model, configs["data"].dataset, configs["prune"]
+    notes = [f"Iterative magnitude pruning ({prune.strategy}, {prune.prune_fraction:.0%} per level) of {model_name} "
+             f"on {dataset}, rewind step {prune.rewind_step}, with a random-reinitialization control at every level."]
+    run = load_run(result["run_dir"], seed_list(options))
+    result.update(write_report([run], result["run_dir"], f"Lottery ticket: {model_name} on {dataset}", notes=notes,
+                               command=command_line("demo", options)))
+    result["plot"] = result["accuracy_plot"]
+    return result
 
 
 def imp_text(result: dict, options: DemoOptions) -> str:
@@ -159,19 +172,51 @@ def stability_text(result: dict, options) -> str:
 
 @dataclass(kw_only=True)
 class ReportOptions(Output):
-    runs: list[str] = arg(help="run directories (runs/<kind>-<hash>)", positional=True, nargs="+")
+    runs: list[str] = arg(help="run directories (runs/<kind>-<hash>, any kind: imp, prune, pai cells, sanity, cts, "
+                               "train, layers, filters, supertickets, transfer) or sweep folders (runs/sweep-<hash>)",
+                          positional=True, nargs="+")
     out: str = arg(help="folder to write the report into", writes="folder")
     title: str = arg("Lottery tickets", "report title")
-    curves: str | None = arg(None, "levels whose training curves are plotted (default: first, middle, last)")
-    html: bool = arg(False, "also write a self-contained report.html", bare=True)
+    label: str | None = arg(None, "names of the runs in tables and legends, one per run, comma-separated (default: "
+                                  "the config values that differ between them)")
+    curves: str | None = arg(None, "IMP levels whose training curves are plotted (default: first, middle, last)")
+    html: bool = arg(False, "also write report.html: one self-contained page (plots inline, sections with anchors)",
+                     bare=True)
+    csv: bool = arg(False, "also write report.csv: one row per run, level and series, accuracies in percent",
+                    bare=True)
+
+    def check(self):
+        checks.text("--title", self.title)
+        parse_labels(self.label)
+
+
+def command_line(name: str, options) -> str:
+    """The command as one would type it again: its name and every option given a value other than its default."""
+    words = ["ticketlab", name]
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.metadata.get("positional"):
+            words += [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        elif value is True:
+            words.append(flag(f.name))
+        elif value is not False:
+            words += [flag(f.name), str(value)]
+    return shlex.join(words)
 
 
 def report(configs: dict, options: ReportOptions, log) -> dict:
-    loaded = [load_run(path) for path in options.runs]
+    loaded = load_runs(options.runs)
+    labels = parse_labels(options.label, len(loaded))
     curves = None
     if options.curves is not None:
-        curves = parse_levels(options.curves, [r["level"] for r in loaded[0].levels])
-    result = write_report(loaded, options.out, options.title, curve_levels=curves, html=options.html)
+        imp_runs = [r for r in loaded if r.kind in ("imp", "demo")]
+        if not imp_runs:
+            raise TicketlabError("--curves chooses IMP levels, and none of these runs is an IMP run; leave it out")
+        curves = parse_levels(options.curves, [r["level"] for r in imp_runs[0].levels])
+    result = write_report(loaded, options.out, options.title, curve_levels=curves, html=options.html, csv=options.csv,
+                          labels=labels, command=command_line("report", options))
     result["runs"] = [str(r.run_dir) for r in loaded]
     return result
 
@@ -197,8 +242,11 @@ COMMANDS = (
             "Train two copies of a ticket (or a dense net's density-1 ticket from `train`) from θ_k with different "
             "data orders and measure the test-error barrier along the linear path between them.",
             StabilityOptions, stability, stability_text),
-    Command("report", "tables and plots combining runs and their controls",
-            "Write report.md and PNG plots (accuracy and early-stopping iteration vs percent of weights remaining, "
-            "training curves) for any number of runs, mean ± std over their seeds.",
-            ReportOptions, report, lambda result, options: f"report: {result['report']}"),
+    Command("report", "tables, plots and verdicts comparing runs of any kind",
+            "Write report.md and report.json (with --csv report.csv, with --html a self-contained report.html) and "
+            "PNG plots for any number of runs of any kind, or a sweep's runs: accuracy and early-stopping iteration "
+            "vs percent of weights remaining, every run's training curves, mean ± std over seeds in percent, each "
+            "ticket compared with its controls or ablations paired by seed, and the version, date, command and "
+            "machine that wrote it.",
+            ReportOptions, report, lambda result, options: report_summary({k: v for k, v in result.items() if k != "runs"})),
 )

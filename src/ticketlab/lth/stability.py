@@ -20,7 +20,7 @@ import torch
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
-from ticketlab.lth.report import pyplot, save_figure
+from ticketlab.figures import pyplot, save_figure
 from ticketlab.models import model_from_architecture
 from ticketlab.runs import open_dir
 from ticketlab.runtime import load_data_config

@@ -13,7 +13,7 @@ from pathlib import Path
 from ticketlab.checks import read_json_file
 from ticketlab.errors import TicketlabError
 from ticketlab.files import write_json, write_text
-from ticketlab.lth.report import pyplot, save_figure
+from ticketlab.figures import pyplot, save_figure
 
 
 def load_points(run_dirs: list[str]) -> list[dict]:
