@@ -94,15 +94,20 @@ def _data_config(data: Dataset) -> DataConfig:
 
 
 def create_model(model, data: Dataset, *, seed: int = 0, prunable: list[str] | None = None,
-                 exclude: list[str] | None = None, output: str | None = None, **kwargs) -> nn.Module:
+                 exclude: list[str] | None = None, output: str | None = None, init: str | None = None,
+                 bias: str | None = None, **kwargs) -> nn.Module:
     """θ₀ of `seed` (the weights every run of that seed starts from) for `data`'s inputs and classes.
 
     `model`: a registry name (`ticketlab models`), `"package.module:factory"`, or an importable nn.Module
     class or function of your own (kwargs are its JSON keyword arguments; it gets input_shape and
     num_classes when its signature names them). `prunable` / `exclude`: name patterns narrowing the
-    pruned tensors; `output`: the output layer's weight (default: the last Linear's).
+    pruned tensors; `output`: the output layer's weight (default: the last Linear's). `init`: "kaiming"
+    (normal, fan_in, ReLU gain; open_lth's) or "glorot" (normal; the LTH paper's); `bias`: "zero" or
+    "uniform" (PyTorch's default, kept as open_lth keeps it); the runs of the model keep both (default:
+    Kaiming with zero biases, or a given model's own).
     """
     config = _model_config(model, kwargs, prunable, exclude, output)
+    config = dataclasses.replace(config, init=init or config.init, bias=bias or config.bias)
     checks.seed("seed", seed)
     return model_from_config(config, data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
 
@@ -114,9 +119,11 @@ def _model_config(model, kwargs=None, prunable=None, exclude=None, output=None) 
             raise TicketlabError(f"a {type(model).__name__} instance cannot be rebuilt for every seed and from its "
                                  "ticket files; make it with tl.create_model(YourClass or 'package.module:factory', data)")
         described = architecture.get("prunable") or {}
+        init = architecture.get("init") or {}
         return ModelConfig(model=architecture["name"], kwargs=json.dumps(architecture.get("kwargs") or {}) if
                            architecture.get("kwargs") else "", prunable=",".join(described.get("include", [])),
-                           exclude=",".join(described.get("exclude", [])), output=architecture.get("output") or "")
+                           exclude=",".join(described.get("exclude", [])), output=architecture.get("output") or "",
+                           init=init.get("weights", "kaiming"), bias=init.get("bias", "zero"))
     if callable(model) and not isinstance(model, str):
         if "<locals>" in getattr(model, "__qualname__", "<locals>") or model.__module__ is None:
             raise TicketlabError(f"{model!r} is not importable by name; define it at the top level of a module")

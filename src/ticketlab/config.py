@@ -41,6 +41,10 @@ class DataConfig:
         checks.integer("--resize", self.resize, 0, checks.MAX_PIXELS)
 
 
+INITS = ("kaiming", "glorot")  # weight initialization schemes (models/initialization.py)
+BIASES = ("zero", "uniform")
+
+
 @dataclass
 class ModelConfig:
     model: str = option("lenet_300_100", "model name (see `ticketlab models`), or package.module:factory for a "
@@ -50,9 +54,15 @@ class ModelConfig:
                            "Conv weight and attention projection), e.g. 'encoder.*,head.weight'")
     exclude: str = option("", "comma-separated name patterns of tensors never pruned, e.g. 'embed.*'")
     output: str = option("", "parameter name of the output layer's weight (default: the last Linear's)")
+    init: str = option("kaiming", "weight initialization of Linear and Conv layers: kaiming = normal, fan_in, ReLU gain "
+                       "(open_lth's); glorot = Glorot/Xavier normal (the LTH paper's)", choices=INITS)
+    bias: str = option("zero", "initial biases: zero, or uniform = PyTorch's default U(-1/sqrt(fan_in), "
+                       "1/sqrt(fan_in)) as open_lth keeps them", choices=BIASES)
 
     def __post_init__(self):
         checks.text("--model", self.model)
+        checks.text("--init", self.init, INITS)
+        checks.text("--bias", self.bias, BIASES)
         for flag, value in (("--kwargs", self.kwargs), ("--prunable", self.prunable), ("--exclude", self.exclude),
                             ("--output", self.output)):
             checks.text(flag, value)
@@ -85,6 +95,9 @@ class TrainConfig:
     eval_every: str = option("1ep", "evaluate validation and test sets this often")
     augment: str = option("auto", "data augmentation (auto = the dataset's default)", choices=("auto", "none", "flip-crop"))
     device: str = option("cpu", "device to train on (cpu, cuda, cuda:1, ...)", identity=False)
+    threads: int | None = option(None, "torch threads per training process (default: the process's share of the "
+                                 "cores, at most 4; 1 on a machine already busy); recorded in summary.json",
+                                 identity=False)
 
     def __post_init__(self):
         check_train(self)
@@ -94,7 +107,8 @@ class TrainConfig:
 class PruneConfig:
     levels: int = option(7, "pruning levels after the dense level 0 (density 0.8^7 = 21% at 20%)")
     prune_fraction: float = option(0.2, "fraction of the surviving weights pruned at each level")
-    output_prune_fraction: float | None = option(None, "separate pruning rate for the output layer (default: pruned with the others)")
+    output_prune_fraction: float | None = option(None, "separate pruning rate for the output layer; 0 = never prune "
+                                                 "the output layer, as open_lth does (default: pruned with the others)")
     conv_prune_fraction: float | None = option(None, "separate pruning rate for convolution weights (default: pruned with the others)")
     strategy: str = option("global", "rank weights over all layers at once, or within each layer", choices=("global", "layerwise"))
     rewind_step: str = option("0it", "rewind point k: 0it resets to initialization; e.g. 500it rewinds to the weights after k iterations")
@@ -169,6 +183,7 @@ class FilterConfig:
 
 
 MAX_THREADS = 1024  # torch threads: more than any machine here has cores, so a larger number is a typo
+MAX_THREADS = 1024  # torch threads: more than any machine here has cores, so a larger number is a typo
 # Upper bounds that catch typos (see ticketlab.checks for the training-length and level limits).
 MAX_SCORE_BATCHES = 10_000
 MAX_PAI_ITERATIONS = 10_000
@@ -215,6 +230,7 @@ def check_train(cfg: TrainConfig) -> None:
     checks.length(cfg.eval_every, "eval-every", positive_length=True)
     checks.text("--augment", cfg.augment, ("auto", "none", "flip-crop"))
     checks.device_name(cfg.device)
+    checks.integer("--threads", cfg.threads, 1, MAX_THREADS, optional=True)
 
 
 def validate_train(cfg: TrainConfig) -> None:
@@ -259,8 +275,8 @@ def check_prune(cfg: PruneConfig) -> None:
                              "(each one a full training); give fewer")
     for name in ("prune_fraction", "output_prune_fraction", "conv_prune_fraction"):
         value = getattr(cfg, name)
-        if value is not None:
-            checks.fraction("--" + name.replace("_", "-"), value)
+        if value is not None:  # the output layer may be left whole (0), the other rates must prune
+            checks.fraction("--" + name.replace("_", "-"), value, low_open=name != "output_prune_fraction")
     checks.text("--strategy", cfg.strategy, ("global", "layerwise"))
     checks.length(cfg.rewind_step, "rewind-step")
     checks.text("--retrain", cfg.retrain, ("rewind", "lr-rewind", "finetune"))

@@ -15,9 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
-from ticketlab import checks, distributed
+from ticketlab import checks, distributed, machine
 from ticketlab.config import DataConfig, config_hash, derive_seed
 from ticketlab.data import load_dataset
 from ticketlab.files import read_json, write_json
@@ -48,7 +46,7 @@ def load_data(configs):
 def worker_setup(threads: int) -> None:
     """A seed worker: its share of the torch threads, and it dies with its parent (Linux), so killing a
     command never leaves orphaned workers computing on."""
-    torch.set_num_threads(threads)
+    machine.share_threads(threads)
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
@@ -69,7 +67,7 @@ def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict
     workers = max(1, min(workers, len(seeds)))
     if workers == 1 or distributed.world()[1] > 1:
         return {seed: function(seed, *args) for seed in seeds}
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = machine.threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_setup,
                                                 initargs=(threads,)) as pool:

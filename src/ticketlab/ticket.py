@@ -108,7 +108,8 @@ def timings_path(path: str | Path) -> Path:
 
 
 def is_timing(key: str) -> bool:
-    return key.endswith(("seconds", "speedup"))
+    # "machine": the threads and load a training ran with, which differ between identical runs
+    return key.endswith(("seconds", "speedup")) or key == "machine"
 
 
 def split_timings(meta: dict) -> tuple[dict, dict]:

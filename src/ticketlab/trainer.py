@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ticketlab import distributed
+from ticketlab import distributed, machine
 from ticketlab.config import TrainConfig, derive_seed
 from ticketlab.data import Dataset, augment_batch, batches_per_epoch, epoch_permutation
 from ticketlab.errors import TicketlabError
@@ -163,6 +163,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
     A finished run returns its stored summary and final weights; an interrupted one resumes.
     """
     out_dir = Path(out_dir)
+    started_on = machine.describe()  # threads and load at the start: what the timings depend on
     rank, world = distributed.world()
     distributed.check_batch_size(cfg.batch_size)
     quiet = quiet or rank != 0  # one progress bar per job
@@ -299,7 +300,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, out_dir: str | P
                                                                                     data.standardize)
     summary.update(iterations=schedule.total, start_iteration=start_iteration,
                    wall_time_seconds=round(state["wall_time"], 3), step_time_seconds=round(state.get("step_time", 0.0), 3),
-                   train_examples=state["train_examples"], eval_examples=state["eval_examples"])
+                   train_examples=state["train_examples"], eval_examples=state["eval_examples"], machine=started_on)
     write_json(out_dir / "summary.json", summary)
     return summary
 

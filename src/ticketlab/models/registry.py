@@ -25,7 +25,7 @@ from torch import nn
 from ticketlab.errors import TicketlabError
 from ticketlab.factories import check_kwargs, is_factory_name
 from ticketlab.models.factory import build_from_factory
-from ticketlab.models.initialization import initialize_weights_
+from ticketlab.models.initialization import BIAS_INITS, WEIGHT_INITS, initialize_weights_
 from ticketlab.models.resize import resize_modules
 
 Builder = Callable[[re.Match, tuple[int, ...], int], nn.Module]
@@ -146,7 +146,8 @@ def output_name(model: nn.Module) -> str:
 
 
 def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None, *,
-                 kwargs: dict | str | None = None, prunable: dict | None = None, output: str | None = None) -> nn.Module:
+                 kwargs: dict | str | None = None, prunable: dict | None = None, output: str | None = None,
+                 init: dict | None = None) -> nn.Module:
     """Build and initialize the model called `name` for inputs of `input_shape` (no batch dim).
 
     `name` is a registered name or `package.module:factory` (see models/factory.py; `kwargs` are the
@@ -154,6 +155,8 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed
     narrows the prunable tensors by name, and `output` names the output layer's weight (default: the
     last Linear's). With `seed`, initialization runs on a forked CPU RNG seeded with it, so the same
     seed gives bit-identical weights and the caller's global RNG stream is left exactly where it was.
+    `init` = {"weights": "kaiming" or "glorot", "bias": "zero" or "uniform"} chooses the scheme of a
+    registered model (models/initialization.py; default Kaiming normal, zero biases).
     """
     if not isinstance(name, str):
         raise TicketlabError(f"model name must be a string; got {name!r}; {known_models_hint()}")
@@ -164,13 +167,14 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed
     kwargs = check_kwargs(kwargs, name) if custom else {}
     prunable = _check_prunable(prunable)
     shape = _check_shape_and_classes(name, input_shape, num_classes)
+    init = _check_init(init, name, custom)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
         raise TicketlabError(f"model seed must be a non-negative int below 2**63 or None; got {seed!r}")
 
     def build() -> nn.Module:
         if custom:
             return build_from_factory(name, shape, num_classes, kwargs)
-        return _build_and_initialize(family, match, shape, num_classes)
+        return _build_and_initialize(family, match, shape, num_classes, init)
 
     if seed is None:
         model = build()
@@ -187,13 +191,16 @@ def create_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed
         architecture["prunable"] = prunable
     if output is not None:
         architecture["output"] = output
+    if init != DEFAULT_INIT:
+        architecture["init"] = init
     return describe(model, architecture)
 
 
 def model_from_config(cfg, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None) -> nn.Module:
     """The model a ModelConfig names (registry name or factory, with its arguments and pruned tensors)."""
     return create_model(cfg.model, input_shape, num_classes, seed, kwargs=cfg.kwargs or None,
-                        prunable=cfg.patterns(), output=cfg.output or None)
+                        prunable=cfg.patterns(), output=cfg.output or None,
+                        init={"weights": cfg.init, "bias": cfg.bias})
 
 
 def describe(model: nn.Module, architecture: dict) -> nn.Module:
@@ -223,17 +230,36 @@ def _check_prunable(prunable) -> dict:
 
 
 def _build_and_initialize(family: ModelFamily, match: re.Match, shape: tuple[int, ...],
-                          num_classes: int) -> nn.Module:
+                          num_classes: int, init: dict) -> nn.Module:
     model = family.build(match, shape, num_classes)
-    initialize_weights_(model)
+    initialize_weights_(model, init["weights"], init["bias"])
     return model
+
+
+DEFAULT_INIT = {"weights": "kaiming", "bias": "zero"}
+
+
+def _check_init(init, name: str, custom: bool) -> dict:
+    """The initialization scheme, defaults filled in; a model of one's own keeps its factory's."""
+    if init is None:
+        return dict(DEFAULT_INIT)
+    if (not isinstance(init, dict) or not set(init) <= set(DEFAULT_INIT) or init.get("weights", "kaiming")
+            not in WEIGHT_INITS or init.get("bias", "zero") not in BIAS_INITS):
+        raise TicketlabError(f"init must be {{'weights': one of {list(WEIGHT_INITS)}, 'bias': one of "
+                             f"{list(BIAS_INITS)}}}; got {init!r}")
+    init = {**DEFAULT_INIT, **init}
+    if custom and init != DEFAULT_INIT:
+        raise TicketlabError(f"model {name} is initialized by its factory; --init and --bias apply to registered "
+                             "models")
+    return init
 
 
 ARCHITECTURE_KEYS = ("name", "input_shape", "num_classes")
 # "shapes": sizes of the modules a shrink made smaller (deploy/shrink.py);
 # "paths": hidden widths of a searched supernet's kernel paths (models/supernet.py);
 # "kwargs": a factory model's keyword arguments; "prunable", "output": the choice of pruned tensors.
-OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths", "kwargs", "prunable", "output")
+# "init": a registered model's initialization when not the default (Kaiming normal, zero biases).
+OPTIONAL_ARCHITECTURE_KEYS = ("shapes", "paths", "kwargs", "prunable", "output", "init")
 # Architecture keys a family rebuilds itself, registered by that family (supernet.py registers "paths"),
 # so that the registry never imports a family.
 ARCHITECTURE_HOOKS: dict[str, Callable] = {}
@@ -254,7 +280,7 @@ def model_from_architecture(spec: dict, seed: int | None = None) -> nn.Module:
                              f"optionally {list(OPTIONAL_ARCHITECTURE_KEYS)} (missing {missing}, unexpected {extra}); "
                              "the ticket file may be damaged")
     model = create_model(spec["name"], spec["input_shape"], spec["num_classes"], seed=seed, kwargs=spec.get("kwargs"),
-                         prunable=spec.get("prunable"), output=spec.get("output"))
+                         prunable=spec.get("prunable"), output=spec.get("output"), init=spec.get("init"))
     if "paths" in spec:
         if "paths" not in ARCHITECTURE_HOOKS:
             raise TicketlabError("architecture has searched paths but no model family rebuilds them")
