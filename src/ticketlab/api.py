@@ -25,13 +25,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from ticketlab import checks
+from ticketlab import checks, progress
 from ticketlab.commands.lth import MAX_POINTS
 from ticketlab.commands.spec import MAX_WORKERS
 from ticketlab.config import (FILTER_MATCHES, DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig,
@@ -696,6 +695,7 @@ def _recipe(recipe, default: str | None = None) -> TrainConfig:
     elif not isinstance(recipe, TrainConfig):
         raise TicketlabError(f"recipe must be a TrainConfig (tl.preset(...)) or a preset name; got {recipe!r}")
     checks.device_available(recipe.device)
+    checks.precision_available(recipe.precision, recipe.device)
     return recipe
 
 
@@ -807,7 +807,7 @@ def _describe(data: DataConfig) -> str:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr)
+    progress.write_line(message)
 
 
 def _quiet_log(message: str) -> None:

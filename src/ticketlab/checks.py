@@ -187,6 +187,18 @@ def device_available(device: str) -> None:
         raise TicketlabError(f"--device {device}: torch has no {kind} device on this machine; use --device cpu")
 
 
+def precision_available(precision: str, device: str) -> None:
+    """Refuse a training precision the device cannot run: fp16 autocast is for GPUs (CPUs have no fast
+    fp16 arithmetic; bf16 is their reduced precision), and bf16 on CUDA needs an Ampere or newer card."""
+    import torch
+    kind = device.strip().partition(":")[0]
+    if precision == "fp16" and kind == "cpu":
+        raise TicketlabError("--precision fp16 runs on GPUs only; on the CPU use --precision bf16 or fp32")
+    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise TicketlabError(f"--precision bf16: the GPU of --device {device} has no bf16 arithmetic; "
+                             "use --precision fp16 or fp32")
+
+
 # ---- pruning counts --------------------------------------------------------------------------
 
 def prunable_sizes(model) -> dict[str, int]:

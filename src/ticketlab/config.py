@@ -9,16 +9,36 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 
 from ticketlab import checks
-from ticketlab.errors import TicketlabError
+from ticketlab.errors import TicketlabError, missing_extra
 
 
-def option(default, help: str, identity: bool = True, choices=None):
-    """A config field with its CLI help text."""
+def option(default, help: str, identity: bool | str = True, choices=None):
+    """A config field with its CLI help text. identity: True (in the run's identity when not the default),
+    False (never), or "always" (whenever not None: a default that changes what old runs computed renames
+    them, e.g. GRASP_BATCHES)."""
     return field(default=default, metadata={"help": help, "identity": identity, "choices": choices})
+
+
+# GraSP on BatchNorm nets depends on the batch its statistics come from. "halves": each scoring batch split
+# in two halves, each normalized with its own statistics, as the reference code does (the default since it
+# was introduced, so its field is always in the identity); "whole": the batch at once, as before.
+GRASP_BATCHES = ("halves", "whole")
+GRASP_METHODS = ("grasp", "grasp-abs")
+GRASP_BATCHES_HELP = ("grasp and grasp-abs only: BatchNorm statistics over each half of a scoring batch (halves, the "
+                      "reference code's two half-batches; the default) or over the whole batch (whole)")
+
+
+def resolve_grasp_batches(value: str | None, uses_grasp: bool) -> str | None:
+    """The GraSP batch mode a config records: halves by default when it scores with GraSP, None otherwise."""
+    if not uses_grasp:
+        return None
+    checks.text("--grasp-batches", "halves" if value is None else value, GRASP_BATCHES)
+    return "halves" if value is None else value
 
 
 @dataclass
@@ -80,6 +100,10 @@ class ModelConfig:
         return {k: v for k, v in (("include", split(self.prunable)), ("exclude", split(self.exclude))) if v}
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCALAR_LOGS = ("none", "tensorboard", "csv")  # where the trainer also writes its evaluation records
+
+
 @dataclass
 class TrainConfig:
     optimizer: str = option("sgd", "optimizer", choices=("sgd", "adam"))
@@ -98,6 +122,17 @@ class TrainConfig:
     threads: int | None = option(None, "torch threads per training process (default: the process's share of the "
                                  "cores, at most 4; 1 on a machine already busy); recorded in summary.json",
                                  identity=False)
+    precision: str = option("fp32", "arithmetic of the training step: fp32, or autocast to bf16 (CPU and GPU) or fp16 "
+                            "(GPU only, with loss scaling); weights and evaluation stay fp32", choices=PRECISIONS)
+    channels_last: bool = option(False, "store conv nets' weights and batches channels-last (faster convolutions "
+                                 "on GPUs)", identity=False)
+    compile: bool = option(False, "compile the forward pass with torch.compile (a one-time cost, then faster steps)",
+                           identity=False)
+    deterministic: bool = option(False, "deterministic algorithms only (bit-identical reruns on the same GPU; a "
+                                 "little slower): torch.use_deterministic_algorithms during training", identity=False)
+    log: str = option("none", "also write the evaluation records (the scalars of metrics.jsonl) as TensorBoard event "
+                      "files in <run>/tb/ (needs pip install 'ticketlab[tensorboard]') or as <run>/metrics.csv",
+                      identity=False, choices=SCALAR_LOGS)
 
     def __post_init__(self):
         check_train(self)
@@ -134,9 +169,11 @@ class PaiConfig:
     score_batch_size: int = option(128, "examples per scoring minibatch")
     iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, 100 for synflow)")
     min_per_layer: int = option(0, "keep at least this many weights in every layer (prevents layer collapse); 0 = off")
+    grasp_batches: str | None = option(None, GRASP_BATCHES_HELP, identity="always", choices=GRASP_BATCHES)
 
     def __post_init__(self):
         checks.text("--method", self.method)
+        self.grasp_batches = resolve_grasp_batches(self.grasp_batches, self.method in GRASP_METHODS)
         validate_density(self.density)
         checks.length(self.rewind_step, "rewind-step")
         checks.integer("--score-batches", self.score_batches, 1, MAX_SCORE_BATCHES)
@@ -157,9 +194,11 @@ class LayerConfig:
     min_per_stage: int | None = option(None, "blocks every stage keeps (default: 2 where a stage has 2 or more, else 1)")
     score_batches: int = option(1, "minibatches of training data the scores are computed on")
     score_batch_size: int = option(128, "examples per scoring minibatch")
+    grasp_batches: str | None = option(None, GRASP_BATCHES_HELP, identity="always", choices=GRASP_BATCHES)
 
     def __post_init__(self):
         validate_layers(self)
+        self.grasp_batches = resolve_grasp_batches(self.grasp_batches, self.criterion == "grasp")
 
 
 FILTER_MATCHES = ("flops", "params", "filters")
@@ -175,14 +214,15 @@ class FilterConfig:
                         choices=FILTER_MATCHES)
     layer_run: str = option("", "name of the layer-ticket run matched seed by seed (set from --match-ticket)")
     layer_run_dir: str | None = option(None, "where that layer-ticket run lives", identity=False)
+    grasp_batches: str | None = option(None, GRASP_BATCHES_HELP, identity="always", choices=GRASP_BATCHES)
 
     def __post_init__(self):
         checks.text("--criterion", self.criterion, ("snip", "grasp", "magnitude", "random"))
         checks.integer("--target-filters", self.target_filters, 0)
         checks.text("--match", self.match, FILTER_MATCHES)
+        self.grasp_batches = resolve_grasp_batches(self.grasp_batches, self.criterion == "grasp")
 
 
-MAX_THREADS = 1024  # torch threads: more than any machine here has cores, so a larger number is a typo
 MAX_THREADS = 1024  # torch threads: more than any machine here has cores, so a larger number is a typo
 # Upper bounds that catch typos (see ticketlab.checks for the training-length and level limits).
 MAX_SCORE_BATCHES = 10_000
@@ -229,14 +269,21 @@ def check_train(cfg: TrainConfig) -> None:
     checks.length(cfg.warmup, "warmup")
     checks.length(cfg.eval_every, "eval-every", positive_length=True)
     checks.text("--augment", cfg.augment, ("auto", "none", "flip-crop"))
+    checks.text("--log", cfg.log, SCALAR_LOGS)
     checks.device_name(cfg.device)
     checks.integer("--threads", cfg.threads, 1, MAX_THREADS, optional=True)
+    checks.text("--precision", cfg.precision, PRECISIONS)
+    for flag in ("channels_last", "compile", "deterministic"):
+        checks.boolean("--" + flag.replace("_", "-"), getattr(cfg, flag))
 
 
 def validate_train(cfg: TrainConfig) -> None:
-    """A recipe about to train here: its values and its device."""
+    """A recipe about to train here: its values, its device, and a precision that device can run."""
     check_train(cfg)
     checks.device_available(cfg.device)
+    checks.precision_available(cfg.precision, cfg.device)
+    if cfg.log == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise missing_extra("--log tensorboard needs the tensorboard package", "tensorboard")
 
 
 def density_schedule(cfg: PruneConfig) -> list[float]:
@@ -298,7 +345,10 @@ def identity_values(configs: dict[str, object]) -> dict[str, object]:
             if not f.metadata.get("identity", True):
                 continue
             value = getattr(cfg, f.name)
-            if value != getattr(defaults, f.name):
+            if f.metadata["identity"] == "always":  # in the identity whenever set, default or not
+                if value is not None:
+                    values[f"{section}.{f.name}"] = value
+            elif value != getattr(defaults, f.name):
                 values[f"{section}.{f.name}"] = value
     return values
 

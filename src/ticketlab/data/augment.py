@@ -27,11 +27,17 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
         raise TicketlabError(
             f"flip-crop augmentation needs (B, C, H, W) images, got shape {tuple(x.shape)}; use augment none"
         )
-    batch_size = x.shape[0]
+    flip, shift_y, shift_x = flip_crop_draws(x.shape[0], generator)
+    return flip_and_shift(x, flip.to(x.device), shift_y.to(x.device), shift_x.to(x.device), CROP_PADDING)
+
+
+def flip_crop_draws(batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random choices of one flip-crop batch, on the generator's device: (flip, shift_y, shift_x).
+    A training loop on a GPU draws a whole epoch's on the CPU and copies them once, not once a step."""
     flip = torch.rand(batch_size, generator=generator, device=generator.device) < 0.5
     shifts = torch.randint(-CROP_PADDING, CROP_PADDING + 1, (2, batch_size), generator=generator,
                            device=generator.device)
-    return flip_and_shift(x, flip.to(x.device), shifts[0].to(x.device), shifts[1].to(x.device), CROP_PADDING)
+    return flip, shifts[0], shifts[1]
 
 
 def flip_and_shift(x: torch.Tensor, flip: torch.Tensor, shift_y: torch.Tensor, shift_x: torch.Tensor,

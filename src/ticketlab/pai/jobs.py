@@ -28,7 +28,7 @@ from ticketlab.runs import open_dir, open_run, run_dir_for
 from ticketlab.runtime import TICKET, load_data, run_seeds, train_ticket_file
 from ticketlab.steps import to_iterations
 from ticketlab.ticket import Ticket, load_ticket, read_metadata
-from ticketlab.trainer import Schedule, train
+from ticketlab.trainer import Schedule, train, training_device
 
 
 def rewind_weights(configs: dict, data: Dataset, seed: int, seed_dir: Path, quiet: bool) -> tuple[dict, int, dict]:
@@ -44,7 +44,7 @@ def rewind_weights(configs: dict, data: Dataset, seed: int, seed_dir: Path, quie
         summary = train(model, data, to_k, out_dir=seed_dir / "dense-to-k", data_seed=derive_seed(seed, "data"),
                         quiet=quiet, label=f"dense to k={k}")
         cost = {"train_examples": summary["train_examples"], "wall_time_seconds": summary["wall_time_seconds"]}
-    return {n: v.clone() for n, v in model.state_dict().items()}, k, cost
+    return {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}, k, cost
 
 
 def ticket_provenance(configs: dict, seed: int, k: int, **fields) -> Provenance:
@@ -63,6 +63,7 @@ def prune_seed(seed: int, configs: dict, data: Dataset, runs_dir: str, quiet: bo
     state, k, cost = rewind_weights(configs, data, seed, seed_dir, quiet)
     model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=0)
     model.load_state_dict(state)
+    model.to(training_device(configs["train"]))  # scored where it trains: SNIP, GraSP, SynFlow, CTS on the GPU
     started = time.perf_counter()
     result = method.find(MaskRequest(method.name, configs, model, data, seed, invert))
     search = {"scoring_examples": result.info["examples_used"], "scoring_wall_time_seconds": time.perf_counter() - started,
