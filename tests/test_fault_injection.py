@@ -51,7 +51,8 @@ SIGN_MODEL = "mlp_128_64"
 # time of signing when no --anchored-at is given. The salt and nonce are derived from the key and the ticket,
 # so the claim, both commitments and the signed ticket (byte for byte) are the same in every run.
 SIGN_VARIES = ("anchored_at",)
-TIMING = ("seconds", "wall_time", "step_time", "speedup")  # keys of timings, which differ between identical runs
+# keys of timings, and of the machine's threads and load they ran with, which differ between identical runs
+TIMING = ("seconds", "wall_time", "step_time", "speedup", "machine")
 LOCK = ".lock"  # a run's lock file: it names the process holding the run, and must only be there
 
 
