@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+from torch.optim import optimizer as torch_optimizer
 
 # The hyperparameters torch.optim records in each param group (so that state dicts match key for key).
 SGD_DEFAULTS = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
@@ -31,6 +32,19 @@ class _Optimizer:
     def __init__(self, params, **hyper):
         self.param_groups = [{**self.defaults, **hyper, "params": list(params)}]
         self.state: dict[torch.Tensor, dict] = defaultdict(dict)
+
+    def step(self) -> None:
+        """One update. The global step hooks of torch.optim (register_optimizer_step_pre_hook and _post_hook)
+        run before and after it, as they do around torch.optim's steps."""
+        for hook in list(torch_optimizer._global_optimizer_pre_hooks.values()):
+            hook(self, (), {})
+        with torch.no_grad():
+            self._update()
+        for hook in list(torch_optimizer._global_optimizer_post_hooks.values()):
+            hook(self, (), {})
+
+    def _update(self) -> None:
+        raise NotImplementedError
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
@@ -81,8 +95,7 @@ class SGD(_Optimizer):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov)
 
-    @torch.no_grad()
-    def step(self) -> None:
+    def _update(self) -> None:
         for group in self.param_groups:
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
@@ -111,8 +124,7 @@ class Adam(_Optimizer):
                  weight_decay: float = 0.0):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    @torch.no_grad()
-    def step(self) -> None:
+    def _update(self) -> None:
         for group in self.param_groups:
             lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
