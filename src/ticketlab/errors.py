@@ -6,3 +6,9 @@ class TicketlabError(Exception):
 
     The message must say what is wrong and how to fix it, in one line.
     """
+
+
+def missing_extra(what: str, extra: str) -> TicketlabError:
+    """The error for an optional package that is not installed, naming the extra that installs it:
+    `what` says what needs it ("ONNX export needs the onnx and onnxscript packages")."""
+    return TicketlabError(f"{what}: pip install 'ticketlab[{extra}]'")

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from ticketlab import checks, distributed, machine
+from ticketlab import checks, distributed, machine, progress
 from ticketlab.config import DataConfig, config_hash, derive_seed
 from ticketlab.data import load_dataset
 from ticketlab.files import read_json, write_json
@@ -43,10 +43,13 @@ def load_data(configs):
     return data
 
 
-def worker_setup(threads: int) -> None:
-    """A seed worker: its share of the torch threads, and it dies with its parent (Linux), so killing a
-    command never leaves orphaned workers computing on."""
+def worker_setup(threads: int, progress_channel=None, progress_settings: dict | None = None) -> None:
+    """A seed worker: its share of the torch threads, its progress and log lines sent to the parent's
+    display (`progress_channel`), and it dies with its parent (Linux), so killing a command never leaves
+    orphaned workers computing on."""
     machine.share_threads(threads)
+    if progress_channel is not None:
+        progress.worker_init(progress_channel, progress_settings or {})
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
@@ -65,14 +68,25 @@ def run_seeds(function, seeds: list[int], workers: int, *args) -> dict[int, dict
     machine's cores, and every rank must make the same collective calls in the same order.
     """
     workers = max(1, min(workers, len(seeds)))
-    if workers == 1 or distributed.world()[1] > 1:
-        return {seed: function(seed, *args) for seed in seeds}
-    threads = machine.threads_per_worker(workers)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_setup,
-                                                initargs=(threads,)) as pool:
-        futures = {seed: pool.submit(function, seed, *args) for seed in seeds}
-        return {seed: future.result() for seed, future in futures.items()}
+    parallel = workers > 1 and distributed.world()[1] == 1
+    # One display for all the seeds: a bar (or progress lines) per seed and the seeds finished overall;
+    # parallel workers send theirs to this process, which alone writes to the terminal.
+    with progress.seed_display(seeds, parallel) as channel:
+        if not parallel:
+            results = {}
+            for seed in seeds:
+                results[seed] = progress.for_seed(function, seed, *args)
+                progress.seed_finished()
+            return results
+        threads = machine.threads_per_worker(workers)
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_setup,
+                                                    initargs=(threads, channel, progress.settings())) as pool:
+            futures = {seed: pool.submit(progress.for_seed, function, seed, *args) for seed in seeds}
+            for future in concurrent.futures.as_completed(futures.values()):
+                future.result()  # a failed seed raises here, as soon as it fails
+                progress.seed_finished()
+            return {seed: future.result() for seed, future in futures.items()}
 
 
 def default_workers(seeds: list[int]) -> int:

@@ -44,7 +44,7 @@ from ticketlab.commands.build import build, slots
 from ticketlab.commands.failures import describe
 from ticketlab.commands.registry import command as registered_command
 from ticketlab.commands.spec import Command, flag
-from ticketlab.errors import TicketlabError
+from ticketlab.errors import TicketlabError, missing_extra
 from ticketlab.files import read_json, write_json
 from ticketlab.reports.sweep import write_sweep_report
 from ticketlab.runtime import worker_setup
@@ -68,7 +68,7 @@ def read_grid(path: str | Path) -> dict:
             try:
                 import yaml
             except ImportError:
-                raise TicketlabError("YAML grid files need PyYAML (pip install pyyaml); or write the grid in TOML") from None
+                raise missing_extra("YAML grid files need PyYAML (or write the grid in TOML)", "yaml") from None
             grid = yaml.safe_load(text)
         else:
             grid = tomllib.loads(text)
@@ -212,7 +212,7 @@ def run_ray(name: str, pending: dict[int, dict], address: str | None, workers: i
     try:
         import ray
     except ImportError:
-        raise TicketlabError("the ray engine needs Ray: pip install 'ticketlab[ray]'; or use --engine local") from None
+        raise missing_extra("the ray engine needs Ray (or use --engine local)", "ray") from None
     started = not ray.is_initialized()
     if started:
         options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}

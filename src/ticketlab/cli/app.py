@@ -11,14 +11,14 @@ import json
 import os
 import sys
 
-from ticketlab import checks, distributed
+from ticketlab import checks, distributed, progress
 from ticketlab.cli.parser import COMMANDS, build_parser
 from ticketlab.commands.build import build
 from ticketlab.commands.failures import describe
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr)
+    progress.write_line(message)  # whole lines, above any progress bars; rank 0 only under torchrun
 
 
 def emit(command, options, result: dict) -> None:

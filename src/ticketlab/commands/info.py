@@ -39,6 +39,10 @@ def show_text(meta: dict, options: ShowOptions) -> str:
              f"level {meta.get('level')}, seed {meta.get('seed')}, rewind step {meta.get('rewind_step')}",
              f"  density {meta['density']:.4f} ({meta['kept']} of {meta['prunable']} prunable weights)"]
     lines += [f"    {name:40s} {d:.4f}" for name, d in meta["layers"].items()]
+    # What to feed it: tickets take standardized inputs, the deployable exports raw ones (deploy/export.py).
+    lines.append(f"  inputs {tuple(meta['architecture'].get('input_shape', ()))} standardized per channel with the "
+                 "mean and std of its training set; its dense, torchscript and onnx exports take raw inputs "
+                 "(pixels in [0, 1]) and standardize them themselves")
     metrics = meta.get("metrics") or {}
     if metrics:
         lines.append(f"  test accuracy {metrics.get('test_accuracy')}, early-stop iteration "

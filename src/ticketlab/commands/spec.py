@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ticketlab import checks, runs
+from ticketlab import checks, progress, runs
 from ticketlab.config import DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig, TrainConfig
 from ticketlab.cts.config import CtsConfig
 from ticketlab.lth.aggregate import parse_seeds
@@ -70,7 +70,12 @@ class Json(Options):
 
 @dataclass(kw_only=True)
 class Output(Json):
-    quiet: bool = arg(False, "no progress bars", bare=True, rank=6)
+    quiet: bool = arg(False, "no progress bars or progress lines", bare=True, rank=6)
+    progress_every: float = arg(progress.DEFAULT_EVERY, "seconds between progress lines (iteration, loss, accuracy, "
+                                "ETA) when stderr is not a terminal, as in a batch log; a terminal shows bars", rank=7)
+
+    def check(self):
+        progress.check_every(self.progress_every)
 
     @property
     def silent(self) -> bool:
@@ -164,6 +169,7 @@ class Command:
 
     def execute(self, configs: dict, options: Options, log: Log) -> dict:
         runs.on_work_start.clear()  # nothing an earlier command of this process announced is left over
+        progress.configure(every=getattr(options, "progress_every", None))
         return self.run(configs, options, log)
 
 

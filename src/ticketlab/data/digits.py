@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ticketlab.data.dataset import RawSplits
-from ticketlab.errors import TicketlabError
+from ticketlab.errors import missing_extra
 
 NUM_TEST = 297
 NUM_CLASSES = 10
@@ -22,7 +22,7 @@ def load_digits(root: Path) -> RawSplits:
     try:
         from sklearn.datasets import load_digits as sklearn_load_digits
     except ImportError:
-        raise TicketlabError("the digits dataset needs scikit-learn: install with pip install scikit-learn") from None
+        raise missing_extra("the digits dataset needs scikit-learn", "digits") from None
     bunch = sklearn_load_digits()
     images = (np.asarray(bunch.images, dtype=np.float32) / MAX_PIXEL_VALUE)[:, None, :, :]
     labels = np.asarray(bunch.target, dtype=np.int64)

@@ -21,7 +21,7 @@ from ticketlab.data.dataset import RawSplits
 from ticketlab.errors import TicketlabError
 
 NUM_CLASSES = 10
-INSTALL_HINT = "install with pip install ticketlab[mnist1d]"
+INSTALL_HINT = "pip install 'ticketlab[mnist1d]'"
 CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y")
 
 

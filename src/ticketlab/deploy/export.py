@@ -5,7 +5,7 @@
                plain safetensors state_dict with its architecture spec in the metadata
   torchscript  the shrunk network traced to TorchScript (deprecated upstream, still loadable by torch.jit.load)
   onnx         the shrunk network through torch.onnx's exporter with a dynamic batch dimension; needs the
-               optional `onnx` and `onnxscript` packages (`pip install ticketlab[onnx]`)
+               optional `onnx` and `onnxscript` packages (`pip install 'ticketlab[onnx]'`)
 Every format carries the ticket's trained weights when it has them, else θ_k. Files are written
 atomically; `load_exported` reads any of them back into something callable on a batch.
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from ticketlab.deploy.compact import is_compact, load_compact, save_compact
 from ticketlab.deploy.shrink import shrink
-from ticketlab.errors import TicketlabError
+from ticketlab.errors import TicketlabError, missing_extra
 from ticketlab.files import safetensors_metadata, verify_checksum, write_bytes, write_checked_safetensors
 from ticketlab.mask import Mask
 from ticketlab.models import model_from_architecture
@@ -172,7 +172,7 @@ def export_onnx(model: nn.Module, input_shape, out: Path, recorded: dict | None 
         import onnx  # noqa: F401  (the exporter needs it; fail with our message, not torch's)
         import onnxscript  # noqa: F401
     except ImportError:
-        raise TicketlabError("ONNX export needs the onnx and onnxscript packages: pip install 'ticketlab[onnx]'") from None
+        raise missing_extra("ONNX export needs the onnx and onnxscript packages", "onnx") from None
     example = torch.zeros(2, *input_shape)
     with _quiet_exporter():
         program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -341,7 +341,7 @@ def _load_onnx(path: Path) -> Loaded:
     try:
         import onnxruntime
     except ImportError:
-        raise TicketlabError("running an ONNX file needs onnxruntime: pip install 'ticketlab[onnx]'") from None
+        raise missing_extra("running an ONNX file needs onnxruntime", "onnx") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     try:

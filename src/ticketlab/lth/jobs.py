@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
+from ticketlab import progress
 from ticketlab.config import DataConfig, ModelConfig, PruneConfig, TrainConfig, config_hash
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
@@ -52,7 +52,7 @@ def imp_seed(seed: int, kind: str, configs: dict, runs_dir: str, quiet: bool, co
         for control in level_controls(level):
             summary = trained.get((level, control)) or train_control(control, setup, seed_dir, level, mask)
             log_line += f"; {control} {summary['test_accuracy']:.4f}"
-        print(log_line, file=sys.stderr, flush=True)
+        progress.write_line(log_line)
 
     run_imp(setup, seed_dir, on_level=after_level, companions=beside_ticket)
     result = {"seed": seed, "run_dir": str(seed_dir), "levels": level_records(seed_dir)}

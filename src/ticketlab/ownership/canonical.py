@@ -31,7 +31,7 @@ import torch
 
 from ticketlab.deploy.compact import is_compact
 from ticketlab.deploy.export import DENSE_KEY, RAW_INPUTS_PREFIX, load_exported
-from ticketlab.errors import TicketlabError
+from ticketlab.errors import TicketlabError, missing_extra
 from ticketlab.models import model_from_architecture
 from ticketlab.ownership.structure import INPUT, OUTPUT, SITE, Structure, structure_of
 from ticketlab.ticket import load_ticket
@@ -143,7 +143,7 @@ def _load_onnx(path: Path, architecture: dict) -> dict[str, torch.Tensor]:
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        raise TicketlabError("reading an ONNX file needs the onnx package: pip install 'ticketlab[onnx]'") from None
+        raise missing_extra("reading an ONNX file needs the onnx package", "onnx") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own types

@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from ticketlab import progress
 from ticketlab.config import derive_seed
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
@@ -72,7 +73,7 @@ def baseline_prune(model, data, state: SparseState, scfg: SuperConfig, seed: int
     model.prunable_names = ticket_names(model)  # the classifier stays whole, as in two-in-one training
     try:
         found = find_mask(scfg.baseline, model, data, scfg.density, seed=derive_seed(seed, "baseline"),
-                          score_batches=scfg.score_batches)
+                          score_batches=scfg.score_batches, grasp_batches=scfg.grasp_batches or "halves")
     finally:
         model.prunable_names = full_names
     state.set_mask(found.mask.tensors)
@@ -106,7 +107,7 @@ def searched_network(seed: int, configs: dict, runs_dir: str, quiet: bool, data)
                                 record["events"], record["iterations"], record["train_examples"], record["wall_time_seconds"])
         return model, outcome
     model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
-    log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed} search: {message}", flush=True))
+    log = (lambda message: None) if quiet else (lambda message: progress.write_line(f"seed {seed} search: {message}"))
     outcome = two_in_one(model, data, configs["train"], scfg, data_seed=derive_seed(seed, "data"), prune=False, log=log,
                          quiet=quiet, label=f"search seed {seed}")
     model.architecture = {**model.architecture, "paths": path_widths(model)}
@@ -125,7 +126,7 @@ def supertickets_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> d
     data = load_data(configs)
     model = model_from_config(configs["model"], data.input_shape, data.num_classes, seed=derive_seed(seed, "init"))
     supernet_costs = costs(model, Mask.ones(model), data.input_shape)
-    log = (lambda message: None) if quiet else (lambda message: print(f"seed {seed}: {message}", flush=True))
+    log = (lambda message: None) if quiet else (lambda message: progress.write_line(f"seed {seed}: {message}"))
     started = time.perf_counter()
     baseline = None
     if scfg.baseline == "none":

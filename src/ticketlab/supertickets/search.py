@@ -16,15 +16,14 @@ an interrupted run starts again. Retraining, transfer and every later use go thr
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+from ticketlab import progress
 from ticketlab.config import TrainConfig
 from ticketlab.data import Dataset, epoch_permutation
 from ticketlab.steps import to_iterations
@@ -92,8 +91,7 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
 
     batches = TrainingBatches(data.train_x, data.train_y, cfg.batch_size, ipe, data_seed, augment)
     model.train()
-    progress = tqdm(total=schedule.total, desc=label, disable=quiet or not sys.stderr.isatty(), leave=False,
-                    dynamic_ncols=True)
+    reporter = progress.Reporter(label, schedule.total, quiet=quiet)
     for iteration in range(schedule.total):
         x, y = batches.at(iteration)
         lr = schedule.learning_rate(iteration)
@@ -119,8 +117,8 @@ def two_in_one(model: nn.Module, data: Dataset, cfg: TrainConfig, scfg: SuperCon
                 state.forget_and_densify_()
         if scales and done % ipe == 0:
             note(done, "epoch", loss=loss.item(), penalty=l1_penalty(scales))
-        progress.update(1)
-    progress.close()
+        reporter.advance(done, lambda: (loss.item(), None), final=done == schedule.total)
+    reporter.close()
 
     if scfg.search:
         shrink(schedule.total)
