@@ -532,3 +532,46 @@ def test_random_global_keeps_the_total_and_ignores_layer_counts(mlp, data):
     assert randomized.num_kept() == mask.num_kept() and randomized.shapes() == mask.shapes()
     assert randomized.layer_densities() != mask.layer_densities()
     assert random_global(mask, seed=0).equals(randomized)
+
+
+def test_grasp_halves_split_each_batch_as_the_reference_code_does():
+    from ticketlab.pai.grasp import halves
+    x = torch.arange(12.0).reshape(6, 2)
+    y = torch.tensor([2, 0, 1, 2, 0, 1])  # round-robin over classes, as class_balanced_batches gives
+    split = halves([(x, y), (x[:1], y[:1])])
+    # Ordered by class (stable), then N // 2 first; a one-example batch has no empty half.
+    assert [part[1].tolist() for part in split] == [[0, 0, 1], [1, 2, 2], [2]]
+    assert [part[0][:, 0].tolist() for part in split[:2]] == [[2.0, 8.0, 4.0], [10.0, 0.0, 6.0]]
+
+
+def test_grasp_batchnorm_depends_on_the_batch_and_halves_are_the_default(mlp, data, image_data):
+    # Without BatchNorm, halves and the whole batch give the same scores (up to rounding).
+    halved = find_mask("grasp", mlp, data, 0.2, seed=1, batch_size=60)
+    whole = find_mask("grasp", mlp, data, 0.2, seed=1, batch_size=60, grasp_batches="whole")
+    for name in halved.scores:
+        assert torch.allclose(halved.scores[name], whole.scores[name], rtol=1e-5, atol=1e-12)
+    assert halved.info["grasp_batches"] == "halves"
+    # With BatchNorm, each half is normalized with its own statistics: other scores.
+    net = create_model("resnet8_w4", image_data.input_shape, image_data.num_classes, seed=0)
+    halved = find_mask("grasp", net, image_data, 0.2, seed=1, batch_size=32)
+    whole = find_mask("grasp", net, image_data, 0.2, seed=1, batch_size=32, grasp_batches="whole")
+    assert any(not torch.allclose(halved.scores[n], whole.scores[n], rtol=1e-3) for n in halved.scores)
+    with pytest.raises(TicketlabError, match="grasp_batches"):
+        find_mask("grasp", mlp, data, 0.2, grasp_batches="quarters")
+
+
+def test_grasp_runs_are_renamed_by_the_new_default_and_other_runs_are_not():
+    import hashlib
+    import json
+    from ticketlab.config import LayerConfig, PaiConfig, config_hash
+
+    def old_hash(kind, values):  # the run name before GraSP's batch mode was a field
+        return hashlib.sha256(json.dumps({"kind": kind, "values": values}, sort_keys=True).encode()).hexdigest()[:10]
+
+    assert config_hash("prune", {"pai": PaiConfig(method="snip")}) == old_hash("prune", {})  # snip is the default
+    assert config_hash("prune", {"pai": PaiConfig(method="grasp")}) != old_hash("prune", {"pai.method": "grasp"})
+    assert config_hash("prune", {"pai": PaiConfig(method="grasp", grasp_batches="whole")}) != \
+        config_hash("prune", {"pai": PaiConfig(method="grasp")})
+    assert PaiConfig(method="grasp").grasp_batches == "halves" and PaiConfig(method="snip").grasp_batches is None
+    assert config_hash("layers", {"layers": LayerConfig()}) != old_hash("layers", {})
+    assert config_hash("layers", {"layers": LayerConfig(criterion="snip")}) == old_hash("layers", {"layers.criterion": "snip"})

@@ -167,7 +167,8 @@ class PaiConfig:
     rewind_step: str = option("0it", "score θ_k and train from iteration k; 0it = at initialization")
     score_batches: int = option(1, "minibatches of training data the scores are computed on")
     score_batch_size: int = option(128, "examples per scoring minibatch")
-    iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, 100 for synflow)")
+    iterations: int | None = option(None, "rounds of iterative methods (default: 10 for iter-snip and force, our "
+                                    "choice: the FORCE authors' code runs 60; 100 for synflow)")
     min_per_layer: int = option(0, "keep at least this many weights in every layer (prevents layer collapse); 0 = off")
     grasp_batches: str | None = option(None, GRASP_BATCHES_HELP, identity="always", choices=GRASP_BATCHES)
 

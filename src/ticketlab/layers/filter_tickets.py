@@ -39,7 +39,7 @@ def blocks(model) -> list[tuple[str, nn.Module]]:
 
 
 def filter_scores(model: nn.Module, data, criterion: str, seed: int = 0, score_batches: int = 1,
-                  batch_size: int = 128) -> dict[str, torch.Tensor]:
+                  batch_size: int = 128, grasp_batches: str | None = None) -> dict[str, torch.Tensor]:
     """Per block (by path), one score per internal filter (higher = keep)."""
     model = check_resnet(model)
     if criterion not in FILTER_CRITERIA:
@@ -48,7 +48,7 @@ def filter_scores(model: nn.Module, data, criterion: str, seed: int = 0, score_b
         generator = torch.Generator().manual_seed(derive_seed(seed, "filter-ticket-random"))
         return {path: torch.rand(block.conv1.out_channels, generator=generator, dtype=torch.float64)
                 for path, block in blocks(model)}
-    importance = weight_importance(model, data, criterion, seed, score_batches, batch_size)
+    importance = weight_importance(model, data, criterion, seed, score_batches, batch_size, grasp_batches)
     return {path: importance[f"{path}.conv1.weight"].flatten(1).mean(1) for path, _ in blocks(model)}
 
 

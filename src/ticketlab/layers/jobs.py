@@ -95,7 +95,8 @@ def layer_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
             scored = model_from_architecture(model.architecture)
             scored.load_state_dict(load_ticket(dense_result["ticket"]).trained_state)
         scores = block_scores(scored, data, cfg.criterion, cfg.aggregate, seed=derive_seed(seed, "layers"),
-                              score_batches=cfg.score_batches, batch_size=cfg.score_batch_size)
+                              score_batches=cfg.score_batches, batch_size=cfg.score_batch_size,
+                              grasp_batches=cfg.grasp_batches)
         removed = choose_removed(model, scores, cfg.remove, cfg.min_per_stage)
         info = {"method": f"layers-{cfg.criterion}", "removed_blocks": [list(b) for b in removed],
                 "block_scores": {f"{s}.{i}": v for (s, i), v in scores.items()}, "aggregate": cfg.aggregate,
@@ -109,7 +110,8 @@ def filter_seed(seed: int, configs: dict, runs_dir: str, quiet: bool) -> dict:
     cfg = configs["filters"]
 
     def build(model, data, dense_result):
-        scores = filter_scores(model, data, cfg.criterion, seed=derive_seed(seed, "filters"))
+        scores = filter_scores(model, data, cfg.criterion, seed=derive_seed(seed, "filters"),
+                               grasp_batches=cfg.grasp_batches)
         if cfg.layer_run:  # matched to this seed's layer ticket
             layer_path = layer_ticket_of_seed(cfg, seed)
             target = structure_cost(model_from_architecture(load_ticket(layer_path).architecture), data.input_shape,

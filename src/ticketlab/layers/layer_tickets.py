@@ -46,17 +46,19 @@ def default_min_per_stage(blocks_in_stage: int) -> int:
 
 
 def weight_importance(model: CifarResNet, data, criterion: str, seed: int, score_batches: int,
-                      batch_size: int) -> dict[str, torch.Tensor]:
-    """Per-weight importance (higher = keep) of every prunable weight under the criterion."""
+                      batch_size: int, grasp_batches: str | None = None) -> dict[str, torch.Tensor]:
+    """Per-weight importance (higher = keep) of every prunable weight under the criterion (GraSP's BatchNorm
+    batches: halves by default, see pai/grasp.py)."""
     if criterion == "magnitude":
         return {n: p.detach().abs().double() for n, p in model.named_parameters() if n in set(model.prunable_names)}
-    result = find_mask(criterion, model, data, 1.0, seed=seed, score_batches=score_batches, batch_size=batch_size)
+    result = find_mask(criterion, model, data, 1.0, seed=seed, score_batches=score_batches, batch_size=batch_size,
+                       grasp_batches=grasp_batches or "halves")
     sign = -1.0 if PAI_METHODS[criterion].score_order == "smallest" else 1.0
     return {n: sign * s for n, s in result.scores.items()}
 
 
 def block_scores(model: nn.Module, data, criterion: str = "grasp", aggregate: str = "sum", seed: int = 0,
-                 score_batches: int = 1, batch_size: int = 128) -> dict[Block, float]:
+                 score_batches: int = 1, batch_size: int = 128, grasp_batches: str | None = None) -> dict[Block, float]:
     model = check_resnet(model)
     if criterion not in CRITERIA:
         raise TicketlabError(f"unknown layer-ticket criterion {criterion!r}; known: {', '.join(CRITERIA)}")
@@ -66,7 +68,7 @@ def block_scores(model: nn.Module, data, criterion: str = "grasp", aggregate: st
     if criterion == "random":
         generator = torch.Generator().manual_seed(derive_seed(seed, "layer-ticket-random"))
         return {b: float(v) for b, v in zip(blocks, torch.rand(len(blocks), generator=generator, dtype=torch.float64))}
-    importance = weight_importance(model, data, criterion, seed, score_batches, batch_size)
+    importance = weight_importance(model, data, criterion, seed, score_batches, batch_size, grasp_batches)
     scores = {}
     for stage, index in blocks:
         prefix = f"stages.{stage}.{index}."

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ticketlab import distributed
+from ticketlab import checks, distributed
+from ticketlab.config import GRASP_BATCHES, GRASP_METHODS
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.guards import check_model_fits_data, isolated_rng
@@ -39,7 +40,7 @@ class PaiResult:
 
 def find_mask(method: str, model: nn.Module, data: Dataset | None, density: float, *, seed: int = 0,
               score_batches: int = 1, batch_size: int = 128, iterations: int | None = None,
-              min_per_layer: int = 0, invert: bool = False) -> PaiResult:
+              min_per_layer: int = 0, invert: bool = False, grasp_batches: str = "halves") -> PaiResult:
     """Keep exactly round(density · d) of the model's d prunable weights, chosen by `method`.
 
     The model holds the weights to score (θ₀, or θ_k when rewinding); its weights, mode and buffers
@@ -47,11 +48,13 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
     batches of a permutation of the training set seeded by `seed`. `invert` keeps the worst-scored
     weights instead (iterative methods invert at every round, so they follow the worst weights
     throughout); `min_per_layer` reserves each layer's best m weights (all of a smaller layer)
-    before the global fill, at every round.
+    before the global fill, at every round. `grasp_batches` (grasp, grasp-abs): "halves" computes BatchNorm
+    statistics over each half of a scoring batch, as the reference code does; "whole" over the whole batch.
     """
     info = method_info(method)
     request = build_request(method, model, data, density, seed=seed, score_batches=score_batches,
-                            batch_size=batch_size, iterations=iterations, min_per_layer=min_per_layer, invert=invert)
+                            batch_size=batch_size, iterations=iterations, min_per_layer=min_per_layer, invert=invert,
+                            grasp_batches=grasp_batches)
     start = time.perf_counter()
     with isolated_rng(model, seed, "pai-global"):
         output = info.run(request)
@@ -77,6 +80,8 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
     }
     if info.uses_data:
         details.update(score_batches=score_batches, batch_size=batch_size)
+    if method in GRASP_METHODS:
+        details.update(grasp_batches=grasp_batches)
     if info.iterative:
         details["iterations"] = request.iterations
     details.update(output.extra)
@@ -85,9 +90,10 @@ def find_mask(method: str, model: nn.Module, data: Dataset | None, density: floa
 
 def build_request(method: str, model: nn.Module, data: Dataset | None, density: float, *, seed: int = 0,
                   score_batches: int = 1, batch_size: int = 128, iterations: int | None = None,
-                  min_per_layer: int = 0, invert: bool = False) -> PaiRequest:
+                  min_per_layer: int = 0, invert: bool = False, grasp_batches: str = "halves") -> PaiRequest:
     """The validated request `find_mask` runs (public so tests can step through iterative rounds)."""
     info = method_info(method)
+    checks.text("grasp_batches", grasp_batches, GRASP_BATCHES)
     if isinstance(density, bool) or not isinstance(density, numbers.Real) or not 0 < density <= 1:
         raise TicketlabError(f"density must be in (0, 1] (the fraction of weights kept); got {density!r}")
     seed, score_batches, batch_size, min_per_layer = (
@@ -118,7 +124,7 @@ def build_request(method: str, model: nn.Module, data: Dataset | None, density: 
     return PaiRequest(model=model, data=data, prunable=names, classifier=output_name(model),
                       density=float(density), count=count, seed=seed, score_batches=score_batches,
                       batch_size=batch_size, iterations=iterations or info.default_iterations or 1,
-                      min_per_layer=min_per_layer, invert=invert)
+                      min_per_layer=min_per_layer, invert=invert, grasp_batches=grasp_batches)
 
 
 def _checked_int(name: str, value, lowest: int) -> int:

@@ -10,6 +10,15 @@ examples class-balanced (round-robin over classes in the seeded permutation), so
 on a 10-class set is the paper's setting. L is their mean cross-entropy; both passes (g, then Hg)
 run over the same batches with BatchNorm on batch statistics (train mode), and the Hessian is the
 block over the prunable weights only, as in the authors' code.
+
+BatchNorm makes the scores depend on which examples share a forward pass. The authors' code gathers
+its sample class by class, splits it into two halves and runs each half through the network on its
+own, in both passes (g as the sum of the halves' gradients, then Hg half by half), so each half is
+normalized with its own statistics; `grasp_batches="halves"` (the default) does the same with each
+scoring batch, ordered by class first. "whole" runs each batch at once (ticketlab's earlier
+behaviour). On ResNet-20 at θ₀ (Fashion-MNIST padded to 32×32, batches of 100) 47–72% of the kept
+weights differ between the two (docs/methods.md); on a network without BatchNorm they agree up to
+rounding.
 """
 
 from __future__ import annotations
@@ -42,12 +51,28 @@ def hessian_gradient_product(work: torch.nn.Module, weights: Weights, batches: l
     return gradient, product
 
 
+def halves(batches: list[Batch]) -> list[Batch]:
+    """Each batch as its two halves, as the reference code splits its sample: ordered by class (its sample
+    is gathered class by class; a stable sort keeps the seeded order within a class), then the first N // 2
+    examples and the rest, so on a balanced 10-class batch one half holds classes 0-4 and the other 5-9."""
+    split = []
+    for inputs, labels in batches:
+        order = torch.sort(labels, stable=True).indices
+        inputs, labels = inputs[order], labels[order]
+        middle = len(labels) // 2
+        split += [part for part in ((inputs[:middle], labels[:middle]), (inputs[middle:], labels[middle:]))
+                  if len(part[1])]
+    return split
+
+
 def grasp_scores(request: PaiRequest) -> tuple[Weights, int]:
     """S = −θ ⊙ Hg (float64, CPU) and the example passes used (two per example: g, then Hg)."""
     work = working_copy(request.model, "train")
     weights = copy_weights(work, request.prunable)
     batches = class_balanced_batches(request.data, request.seed, request.score_batches * request.batch_size,
                                      request.batch_size)
+    if request.grasp_batches == "halves":
+        batches = halves(batches)
     _, product = hessian_gradient_product(work, weights, batches)
     return to_cpu_float64({name: -weights[name] * product[name] for name in weights}), 2 * num_examples(batches)
 

@@ -43,8 +43,9 @@ PAI_METHODS: dict[str, MethodInfo] = {
     "iter-snip": MethodInfo("iterative SNIP: re-score the masked net over rounds, pruned weights stay dead "
                             "(de Jorge et al. 2021)", "train", True, "largest",
                             iterative.DEFAULT_ITERATIONS, run=iterative.run_iter_snip),
-    "force": MethodInfo("FORCE: re-score all weights through the masked net over rounds, pruned weights "
-                        "may return (de Jorge et al. 2021)", "train", True, "largest",
+    "force": MethodInfo("FORCE: re-score all weights through the masked net over rounds (10 by default; the "
+                        "authors' code runs 60, --iterations 60), pruned weights may return (de Jorge et al. 2021)",
+                        "train", True, "largest",
                         iterative.DEFAULT_ITERATIONS, run=iterative.run_force),
     "grasp": MethodInfo("GraSP: S = −θ ⊙ Hg, keep the smallest S to preserve gradient flow (Wang et al. 2020)",
                         "train", True, "smallest", run=grasp.run_grasp),

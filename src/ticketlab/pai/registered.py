@@ -24,7 +24,8 @@ def find_pai(request: MaskRequest) -> PaiResult:
     pai = request.configs["pai"]
     return find_mask(request.method, request.model, request.data, pai.density, seed=derive_seed(request.seed, "prune"),
                      score_batches=pai.score_batches, batch_size=pai.score_batch_size, iterations=pai.iterations,
-                     min_per_layer=pai.min_per_layer, invert=request.invert)
+                     min_per_layer=pai.min_per_layer, invert=request.invert,
+                     grasp_batches=pai.grasp_batches or "halves")
 
 
 def check_density(configs: dict, model: nn.Module, density: float, flag: str) -> None:

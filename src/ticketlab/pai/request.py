@@ -29,6 +29,7 @@ class PaiRequest:
     iterations: int             # rounds for iterative methods (the method's default already filled in)
     min_per_layer: int
     invert: bool
+    grasp_batches: str = "halves"  # GraSP: BatchNorm statistics per half of each scoring batch, or per whole batch
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The prunable weights, detached (read-only views: never write to them)."""

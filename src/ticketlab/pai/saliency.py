@@ -4,7 +4,10 @@ SNIP (Lee et al. 2019) scores a weight by how much the loss changes when its mas
 |∂L/∂c| at c = 1, which equals |θ ⊙ ∂L/∂θ|. L is the mean cross-entropy over all scoring
 examples (the `score_batches` first batches of the seeded permutation), so with several batches
 the gradients are summed before the absolute value is taken. BatchNorm uses batch statistics
-(train mode), as a freshly built network does in the original code.
+(train mode), a ticketlab choice shared by every PaI method here. The original code does otherwise:
+it scores with is_train=False, so its BatchNorm layers (AlexNet and VGG; the LeNets have none) run in
+inference mode on their initial moving statistics (mean 0, variance 1) and, with γ = 1 and β = 0 at
+initialization, pass activations through unnormalized. On networks without BatchNorm the two agree.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ticketlab import checks
-from ticketlab.config import MAX_SCORE_BATCHES, option, validate_density
+from ticketlab.config import (GRASP_BATCHES, GRASP_BATCHES_HELP, GRASP_METHODS, MAX_SCORE_BATCHES, option,
+                              resolve_grasp_batches, validate_density)
 from ticketlab.errors import TicketlabError
 
 BASELINES = ("none", "magnitude", "snip", "grasp", "synflow", "random")
@@ -36,11 +37,13 @@ class SuperConfig:
     retrain: str = option("0it", "then retrain with the mask fixed, from the found weights, for this long "
                           "(0it = no retraining; results report both)")
     score_batches: int = option(1, "baselines: minibatches of training data SNIP and GraSP score on")
+    grasp_batches: str | None = option(None, GRASP_BATCHES_HELP, identity="always", choices=GRASP_BATCHES)
     calibration_batches: int = option(10, "before a found network is evaluated, its BatchNorm statistics are "
                                       "re-estimated on this many training batches (pruning makes them stale); 0 = off")
 
     def __post_init__(self):
         validate_super(self)
+        self.grasp_batches = resolve_grasp_batches(self.grasp_batches, self.baseline in GRASP_METHODS)
 
 
 def validate_super(cfg: SuperConfig) -> None:
