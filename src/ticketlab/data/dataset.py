@@ -100,5 +100,10 @@ class Dataset:
         the whole split was standardized with, so the values are bit for bit the same; floats as they are."""
         if not self.is_pixels(x):
             return x
-        mean, std = (t if t.device == x.device else t.to(x.device) for t in self.normalization)
+        mean, std = self.normalization
+        if mean.device != x.device:  # copied to a device once, not once a batch: each copy waits for the GPU
+            key = f"normalization:{x.device}"
+            if key not in self.__dict__:
+                self.__dict__[key] = (mean.to(x.device), std.to(x.device))
+            mean, std = self.__dict__[key]
         return x.to(torch.float32).mul_(UINT8_SCALE).sub_(mean).div_(std)
