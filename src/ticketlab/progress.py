@@ -238,7 +238,7 @@ class Reporter:
         if _channel is None and _display is None:
             self.own_display = Display(_is_terminal(), _settings["every"])
         self._send("open", (label, total, initial))
-        self.next_show = time.monotonic() + BAR_REFRESH
+        self.next_show = time.monotonic() + min(BAR_REFRESH, _settings["every"])
 
     def _send(self, kind: str, payload) -> None:
         event = (kind, self.key, payload)
@@ -253,7 +253,7 @@ class Reporter:
         now = time.monotonic()
         if now < self.next_show and not final:
             return
-        self.next_show = now + BAR_REFRESH
+        self.next_show = now + min(BAR_REFRESH, _settings["every"])
         loss, accuracy = metrics()
         if loss is None:  # just after an evaluation nothing has been counted yet: show the last values
             loss, accuracy = self.last
