@@ -248,7 +248,7 @@ def test_auto_prune_interval_reaches_the_target_at_four_fifths_of_training():
 
 
 def test_batchnorm_recalibration_changes_statistics_only(net):
-    from ticketlab.supertickets.search import recalibrate_batchnorm
+    from ticketlab.batchnorm import recalibrate_batchnorm
     data = load_dataset("synthetic-images", train_subset=300)
     model = create_model(NAME, data.input_shape, data.num_classes, seed=0)
     weights = {n: p.clone() for n, p in model.named_parameters()}

@@ -33,8 +33,8 @@ from torch import nn
 from ticketlab import checks, progress
 from ticketlab.commands.lth import MAX_POINTS
 from ticketlab.commands.spec import MAX_WORKERS
-from ticketlab.config import (FILTER_MATCHES, DataConfig, LayerConfig, ModelConfig, PaiConfig, PruneConfig,
-                              TrainConfig, derive_seed, identity_values, validate_density)
+from ticketlab.config import (FILTER_MATCHES, MAX_SCORE_BATCHES, DataConfig, LayerConfig, ModelConfig, PaiConfig,
+                              PruneConfig, TrainConfig, derive_seed, identity_values, validate_density)
 from ticketlab.cts.config import CtsConfig
 from ticketlab.data import Dataset
 from ticketlab.data.registry import remember_in_memory
@@ -296,16 +296,20 @@ class StabilityResult:
 
 
 def stability(ticket: Ticket | str | Path, data: Dataset | None = None, *, rewind_step: str | None = None,
-              points: int = 11, seed: int = 0, runs_dir: str | Path = "runs", quiet: bool = True) -> StabilityResult:
+              points: int = 11, seed: int = 0, bn_reestimate: int = 0, runs_dir: str | Path = "runs",
+              quiet: bool = True) -> StabilityResult:
     """Instability analysis of a ticket (or a dense `train` run's density-1 ticket) from `rewind_step`
-    (default: the ticket's own rewind point) with the recipe and data it records. `data`: that data, needed
-    only when it was held in memory by another Python process."""
+    (default: the ticket's own rewind point) with the recipe and data it records. `bn_reestimate`: training
+    batches on which BatchNorm statistics are re-estimated at every point (0: interpolated with the
+    weights). `data`: that data, needed only when it was held in memory by another Python process."""
     checks.integer("points", points, 3, MAX_POINTS)
+    checks.integer("bn_reestimate", bn_reestimate, 0, MAX_SCORE_BATCHES)
     if rewind_step is not None:
         checks.length(rewind_step, "rewind-step")
     checks.seed("seed", seed)
     path = _ticket_file(ticket, runs_dir)
-    result = run_stability(str(path), rewind_step, str(runs_dir), seed, points, _ticket_data_root(path, data), quiet)
+    result = run_stability(str(path), rewind_step, str(runs_dir), seed, points, _ticket_data_root(path, data), quiet,
+                           bn_reestimate=bn_reestimate)
     return StabilityResult(result["barrier"], result["rewind_step"], result["test_errors"], result["density"],
                            Path(result["plot"]), Path(result["run_dir"]), result)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ticketlab import checks
 from ticketlab.commands.spec import Command, Output, Replicates, Runs, announce, arg, flag, seed_list
-from ticketlab.config import PruneConfig, TrainConfig, validate_prune, validate_train
+from ticketlab.config import MAX_SCORE_BATCHES, PruneConfig, TrainConfig, validate_prune, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.lth.aggregate import parse_levels, parse_seeds
 from ticketlab.lth.controls import CONTROL_KINDS
@@ -150,16 +150,19 @@ class StabilityOptions(Runs):
     rewind_step: str | None = arg(None, "k (e.g. 500it or 2ep); default: the ticket's own rewind point")
     points: int = arg(11, "points along the interpolation path, ends included")
     data_root: str | None = arg(None, "folder holding datasets, if not where the ticket's run found them")
+    bn_reestimate: int = arg(0, "re-estimate BatchNorm running statistics at every interpolation point on this many "
+                                "training batches (0: interpolate them with the weights)")
 
     def check(self):
         checks.integer("--points", self.points, 3, MAX_POINTS)
+        checks.integer("--bn-reestimate", self.bn_reestimate, 0, MAX_SCORE_BATCHES)
         if self.rewind_step is not None:
             checks.length(self.rewind_step, "rewind-step")
 
 
 def stability(configs: dict, options: StabilityOptions, log) -> dict:
     return run_stability(options.ticket, options.rewind_step, options.runs_dir, options.seed, options.points,
-                         options.data_root, options.silent)
+                         options.data_root, options.silent, bn_reestimate=options.bn_reestimate)
 
 
 def stability_text(result: dict, options) -> str:

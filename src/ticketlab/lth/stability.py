@@ -5,7 +5,12 @@ error barrier is the largest test error along the straight line between their fi
 the mean of the two ends: ~0 means training from θ_k is stable (the copies land in one linearly
 connected minimum), which is when rewinding to k finds matching tickets. If k is later than the
 ticket's own rewind point, the ticket is first trained (one copy, its own data order) up to k.
-All tensors of the state, BatchNorm running statistics included, are interpolated.
+All tensors of the state, BatchNorm running statistics included, are interpolated. The interpolated
+running statistics are not those of the interpolated weights (the means and variances of a network
+halfway between two others are not halfway between theirs), which inflates the barrier of BatchNorm
+nets; `bn_reestimate=N` re-estimates them at every point on N training batches (batch size of the
+recipe, a seeded order, no augmentation), as the linear-mode-connectivity literature does. 0 (the
+default) keeps the interpolated statistics.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ticketlab.batchnorm import batchnorm_layers, recalibrate_batchnorm
 from ticketlab.config import derive_seed
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json
@@ -40,7 +46,7 @@ def error_barrier(errors: list[float]) -> float:
 
 
 def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed: int, points: int,
-                  data_root: str | None, quiet: bool, same_data_order: bool = False) -> dict:
+                  data_root: str | None, quiet: bool, same_data_order: bool = False, bn_reestimate: int = 0) -> dict:
     ticket = load_ticket(ticket_path)
     if ticket.provenance.train_config is None or ticket.provenance.data_config is None:
         raise TicketlabError(f"{ticket_path} records no training recipe; stability needs a ticket made by train, imp or demo")
@@ -49,6 +55,8 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
         data_cfg = dataclasses.replace(data_cfg, data_root=data_root)
     if points < 3:
         raise TicketlabError(f"--points must be at least 3, got {points}")
+    if isinstance(bn_reestimate, bool) or not isinstance(bn_reestimate, int) or bn_reestimate < 0:
+        raise TicketlabError(f"--bn-reestimate must be 0 or a number of batches, got {bn_reestimate!r}")
     data = load_data_config(data_cfg)
     schedule = Schedule.of(train_cfg, len(data.train_y))
     start = int(ticket.provenance.rewind_step or 0)
@@ -59,6 +67,8 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
 
     identity = {"ticket": read_metadata(ticket_path)["checksum"], "k": k, "seed": seed, "points": points,
                 "same_data_order": same_data_order}
+    if bn_reestimate:  # only when asked, so earlier runs keep their names
+        identity["bn_reestimate"] = bn_reestimate
     run_dir = Path(runs_dir) / ("stability-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10])
     if (run_dir / RESULT).exists():
         return read_json(run_dir / RESULT)
@@ -87,10 +97,13 @@ def run_stability(ticket_path: str, rewind_step: str | None, runs_dir: str, seed
     errors = []
     for alpha in alphas:
         model.load_state_dict(interpolate(finals[0], finals[1], alpha))
+        # The same batches at every point, so the points differ only by their weights.
+        recalibrate_batchnorm(model, data, bn_reestimate, train_cfg.batch_size, derive_seed(seed, "stability-bn"))
         errors.append(1 - evaluate(model, data.test_x, data.test_y)[1])
     result = {"run_dir": str(run_dir), "ticket": str(ticket_path), "rewind_step": k, "alphas": alphas,
               "test_errors": errors, "barrier": error_barrier(errors), "density": ticket.mask.density(),
-              "plot": str(run_dir / "barrier.png")}
+              "plot": str(run_dir / "barrier.png"), "bn_reestimate": bn_reestimate,
+              "batchnorm": bool(batchnorm_layers(model))}
     plot_barrier(alphas, errors, k, run_dir / "barrier.png")
     write_json(run_dir / RESULT, result)
     return result

@@ -21,6 +21,7 @@ import time
 import torch
 
 from ticketlab import progress
+from ticketlab.batchnorm import recalibrate_batchnorm
 from ticketlab.config import derive_seed
 from ticketlab.deploy.flops import count
 from ticketlab.errors import TicketlabError
@@ -36,7 +37,7 @@ from ticketlab.runtime import TICKET, load_data, load_data_config, run_seeds
 from ticketlab.steps import to_iterations
 from ticketlab.supertickets.config import SuperConfig, TransferSource
 from ticketlab.supertickets.progressive import SparseState, ticket_names
-from ticketlab.supertickets.search import SearchOutcome, accuracy, recalibrate_batchnorm, two_in_one
+from ticketlab.supertickets.search import SearchOutcome, accuracy, two_in_one
 from ticketlab.ticket import Ticket, load_ticket, read_metadata
 from ticketlab.trainer import train
 

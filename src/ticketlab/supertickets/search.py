@@ -25,7 +25,7 @@ from torch import nn
 
 from ticketlab import progress
 from ticketlab.config import TrainConfig
-from ticketlab.data import Dataset, epoch_permutation
+from ticketlab.data import Dataset
 from ticketlab.steps import to_iterations
 from ticketlab.supertickets.config import SuperConfig
 from ticketlab.supertickets.progressive import SparseState, progressive_density
@@ -135,29 +135,6 @@ def prune_interval(scfg: SuperConfig, total: int, iterations_per_epoch: int) -> 
         return max(1, to_iterations(scfg.prune_interval, iterations_per_epoch, "prune-interval"))
     events = max(1, math.ceil(round((1 - scfg.density) / 0.1, 9)))
     return max(1, int(0.8 * total) // events)
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, data: Dataset, batches: int, batch_size: int, seed: int) -> None:
-    """Re-estimate BatchNorm running statistics (cumulative average) on training batches, weights untouched."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or batches <= 0:
-        return
-    saved = [(m.momentum, m.training) for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average over the calibration batches
-    was_training = model.training
-    model.train()
-    order = epoch_permutation(len(data.train_y), seed, 0)
-    for b in range(batches):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        if len(idx) == 0:
-            break
-        model(data.train_x[idx])
-    model.train(was_training)
-    for m, (momentum, _) in zip(norms, saved):
-        m.momentum = momentum
 
 
 def accuracy(model: nn.Module, data: Dataset) -> dict:
