@@ -1,15 +1,16 @@
 # The README's two commands: `make demo` (the main job) and `make test` (the test suite).
-# Both set everything up first: a virtual environment in .venv with pinned dependencies, and the data.
+# Both set everything up first: a virtual environment in .venv with pinned dependencies, and the data
+# (and, for the tests, headless Chromium to render the HTML report).
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test setup data benchmarks clean
+.PHONY: demo test setup data browser benchmarks clean
 
 demo: setup data
 	$(VENV)/bin/ticketlab demo
 
-test: setup data
+test: setup data browser
 	$(PYTHON) -m pytest
 
 setup: $(INSTALLED)
@@ -22,6 +23,10 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 data:
 	bash scripts/get-data.sh
+
+# Headless Chromium for the HTML report's browser test (installed from Debian when root; else the test skips).
+browser:
+	@bash scripts/get-chromium.sh
 
 benchmarks: setup data
 	$(PYTHON) benchmarks/masking_overhead.py

@@ -153,7 +153,8 @@ def test_report_combines_runs_and_controls(cli, imp_run, tmp_path):
     assert res.code == 0, res.err
     result = res.json()
     text = Path(result["report"]).read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    results = text.split("## Results")[1].split("## Comparisons")[0]
+    table = [line for line in results.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 3  # header and levels 0, 1, 2
     assert "random-reinit acc" in table[0] and "seeds" in table[0]
     assert all(line.rstrip(" |").endswith("2") for line in table[1:])  # both seeds in every row

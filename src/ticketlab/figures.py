@@ -21,9 +21,10 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path, fit: bool = False) -> None:
+    """Write the figure as PNG; `fit`: crop to what is drawn (a legend placed beside the axes included)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", **({"bbox_inches": "tight", "pad_inches": 0.15} if fit else {}))
     pyplot().close(fig)
     write_bytes(path, buffer.getvalue())
 

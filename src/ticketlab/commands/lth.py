@@ -196,7 +196,8 @@ class ReportOptions(Output):
 def command_line(name: str, options) -> str:
     """The command as one would type it again: its name and every option given a value other than its default."""
     words = ["ticketlab", name]
-    for f in dataclasses.fields(options):
+    ordered = sorted(dataclasses.fields(options), key=lambda f: (not f.metadata.get("positional"), f.metadata.get("rank", 0)))
+    for f in ordered:
         value = getattr(options, f.name)
         if f.metadata.get("positional"):
             words += [str(v) for v in (value if isinstance(value, list) else [value])]

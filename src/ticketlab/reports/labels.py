@@ -42,29 +42,58 @@ def flat_config(config: dict) -> dict[str, str]:
 
 
 def differing(configs: list[dict]) -> list[str]:
-    """The config keys whose values are not the same in every run (a key missing somewhere differs)."""
+    """The config keys every run has whose values are not the same in all of them."""
     flats = [flat_config(c) for c in configs]
-    keys = sorted(set().union(*flats)) if flats else []
-    return [k for k in keys if len({flat.get(k) for flat in flats}) > 1]
+    shared = set.intersection(*(set(flat) for flat in flats)) if flats else set()
+    return [k for k in sorted(shared) if len({flat[k] for flat in flats}) > 1]
 
 
-def _value(text: str | None) -> str:
-    if text is None:
-        return "—"
+# Keys tried first when naming runs: what most often tells runs apart in this field ("method": what
+# found the tickets, e.g. imp, ltr k=500it, snip).
+PRIORITY = ("method", "pai.method", "prune.rewind_step", "prune.retrain", "train.steps", "pai.density",
+            "model.model", "data.dataset")
+
+
+def telling_keys(flats: list[dict], skip=lambda key: False) -> list[str]:
+    """The fewest keys (tried in PRIORITY order, then alphabetically) that tell the runs apart: each
+    key is kept only if it separates runs the earlier keys did not (a key a run lacks counts as a value)."""
+    candidates = sorted({k for flat in flats for k in flat if not skip(k)},
+                        key=lambda k: (PRIORITY.index(k) if k in PRIORITY else len(PRIORITY), k))
+    chosen: list[str] = []
+    groups = 1
+    for key in candidates:
+        if groups == len(flats):
+            break
+        trial = len({tuple(flat.get(k) for k in chosen + [key]) for flat in flats})
+        if trial > groups:
+            chosen.append(key)
+            groups = trial
+    return chosen
+
+
+def _value(text: str) -> str:
     value = json.loads(text)
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _label(flat: dict, keys: list[str]) -> str:
+    parts = [_value(flat[key]) if key == "method" else f"{key.split('.')[-1]} {_value(flat[key])}"
+             for key in keys if key in flat]
+    label = ", ".join(parts)
+    return label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 1] + "…"
+
+
+def _flats(configs: list[dict], methods: list[str]) -> list[dict]:
+    return [{**flat_config(c), "method": json.dumps(m)} for c, m in zip(configs, methods)]
+
+
 def automatic(configs: list[dict], methods: list[str], names: list[str]) -> list[str]:
-    """One label per run: the differing config values (field names without their section), else the
-    method, else the run folder's name; made unique by the folder's name when two still coincide."""
-    keys = differing(configs)
-    flats = [flat_config(c) for c in configs]
-    labels = []
-    for flat, method, name in zip(flats, methods, names):
-        parts = [f"{key.split('.')[-1]} {_value(flat.get(key))}" for key in keys]
-        label = ", ".join(parts) if parts else method or name
-        labels.append(label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 1] + "…")
+    """One label per run: the config values that tell the runs apart (field names without their
+    section; the method by its name), else the method, else the run folder's name; made unique by the
+    folder's name when two still coincide."""
+    flats = _flats(configs, methods)
+    keys = telling_keys(flats)
+    labels = [(_label(flat, keys) if keys else "") or method or name for flat, method, name in zip(flats, methods, names)]
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({name})" for label, name in zip(labels, names)]
     return labels
@@ -81,10 +110,9 @@ def assign(runs, given: list[str] | None = None) -> None:
 
 
 def curve_names(runs) -> None:
-    """Set each run's `curve`: what its label would be without the density, so that runs of one ticket
-    each (a sweep's cells) join into one curve per method across densities."""
-    flats = [flat_config(r.config) for r in runs]
-    keys = [k for k in differing([r.config for r in runs]) if "densit" not in k]
+    """Set each run's `curve`: its label without the density, so that runs of one ticket each (a
+    sweep's cells) join into one curve per method across densities."""
+    flats = _flats([r.config for r in runs], [r.method for r in runs])
+    keys = telling_keys(flats, skip=lambda key: "densit" in key)
     for run, flat in zip(runs, flats):
-        parts = [f"{key.split('.')[-1]} {_value(flat.get(key))}" for key in keys]
-        run.curve = ", ".join(parts) if parts else run.method or run.kind
+        run.curve = (_label(flat, keys) if keys else "") or run.method or run.kind

@@ -103,15 +103,14 @@ def plot_vs_density(runs: list[RunResults], path: Path, title: str, key: str, yl
     percent_axis(ax, xs_all)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    entries = len(ax.get_legend_handles_labels()[1])
-    if entries > 4:  # beside the axes: a long legend over the curves hides them
-        fig.set_size_inches(11, 5)
+    beside = len(ax.get_legend_handles_labels()[1]) > 4  # a long legend over the curves would hide them
+    if beside:
         ax.legend(fontsize=8, title=band_legend(counts_all), title_fontsize=8, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         ax.legend(fontsize=8, title=band_legend(counts_all), title_fontsize=8, loc="best")
-    fig.tight_layout()
-    save_figure(fig, path)
+        fig.tight_layout()
+    save_figure(fig, path, fit=beside)
     return True
 
 
