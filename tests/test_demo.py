@@ -38,7 +38,7 @@ def test_demo_writes_levels_controls_report_and_plot(cli, tmp_path):
     run_dir = Path(result["run_dir"])
     report = (run_dir / "report.md").read_text()
     assert report.count("\n| ") >= 1 + len(levels)  # header plus one row per level
-    assert f"{levels[1]['test_accuracy']:.4f}" in report and f"{levels[1]['reinit_test_accuracy']:.4f}" in report
+    assert f"{100 * levels[1]['test_accuracy']:.2f}" in report and f"{100 * levels[1]['reinit_test_accuracy']:.2f}" in report
     png = (run_dir / "accuracy.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
