@@ -13,7 +13,7 @@ _EXPORTS = {
                       "RobustnessResult", "SanityResult", "StabilityResult", "StructuredResult", "SuperticketsResult",
                       "SweepResult", "TrainResult", "TransferResult", "controls", "create_model", "export",
                       "filter_tickets", "find_supertickets", "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket",
-                      "pai_sweep", "preset", "presets", "profile", "prune", "report", "robustness", "sanity",
+                      "pai_sweep", "preset", "presets", "profile", "progress_every", "prune", "report", "robustness", "sanity",
                       "stability", "sweep", "train", "transfer"),
     "ticketlab.config": ("DataConfig", "ModelConfig", "PaiConfig", "PruneConfig", "TrainConfig"),
     "ticketlab.cts.config": ("CtsConfig",),

@@ -67,7 +67,7 @@ __all__ = ["ControlsResult", "Dataset", "ImpLevel", "ImpRun", "InferResult", "Pa
            "RobustnessResult", "SanityResult", "StabilityResult", "StructuredResult", "SuperticketsResult",
            "SweepResult", "TrainResult", "TransferResult", "controls", "create_model", "export", "filter_tickets", "find_supertickets",
            "frontier", "imp", "infer", "layer_tickets", "load_dataset", "load_ticket", "pai_sweep", "preset",
-           "presets", "profile", "prune", "report", "robustness", "sanity", "stability", "sweep",
+           "presets", "profile", "progress_every", "prune", "report", "robustness", "sanity", "stability", "sweep",
            "train", "transfer"]
 
 
@@ -685,6 +685,15 @@ def sweep(grid, *, engine: str = "local", runs_dir: str | Path = "runs", workers
                         address, _quiet_log if quiet else _log)
     return SweepResult(summary["runs"], summary["done"], summary["failed"], summary["rows"], Path(summary["sweep_dir"]),
                        Path(summary["report"]) if summary.get("report") else None, summary)
+
+
+# ---- progress -----------------------------------------------------------------------------------------
+
+def progress_every(seconds: float) -> None:
+    """Seconds between the progress lines (iteration, loss, accuracy, ETA) that calls made with
+    quiet=False print when stderr is not a terminal, as in a batch log (default 30; a terminal shows
+    bars): the commands' --progress-every. TensorBoard or CSV records are a recipe's `log` field."""
+    progress.configure(every=seconds)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
