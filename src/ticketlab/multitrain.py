@@ -19,7 +19,6 @@ under torchrun, or operations vmap cannot batch.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from tqdm import tqdm
 
-from ticketlab import distributed
+from ticketlab import distributed, progress
 from ticketlab.config import TrainConfig
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
@@ -246,10 +244,15 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
     batches = {seed: TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, seed, augment)
                for seed in seeds}
     states = [r.state for r in runs]
+    # One bar (or progress line) for the group, showing its first member's loss and accuracy; each member's
+    # records also go to its own TensorBoard or CSV files, as `train` writes them.
+    reporter = progress.Reporter(" + ".join(r.member.label for r in runs), schedule.total, states[0]["iteration"],
+                                 quiet=quiet)
+    scalars = [progress.ScalarLog(cfg.log, r.member.out_dir) if cfg.log != "none" else None for r in runs]
 
     def record(iteration: int, lr: float) -> None:
         results = {split: _evaluate(stacked, *splits[split]) for split in ("val", "test")}
-        for slot, state in zip(real, states):
+        for slot, state, scalar_log in zip(real, states, scalars):
             entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
                      "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
                      "train_accuracy": state["correct"] / state["seen"] if state["seen"] else None}
@@ -257,7 +260,10 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
                 entry[f"{split}_loss"], entry[f"{split}_accuracy"] = results[split][slot]
                 state["eval_examples"] += len(splits[split][1])
             state["metrics"].append(entry)
+            if scalar_log is not None:
+                scalar_log.add(entry)
             state["loss_sum"], state["correct"], state["seen"] = 0.0, 0, 0
+        reporter.evaluated(states[0]["metrics"][-1]["val_accuracy"])
 
     def snapshot(which: list[int]) -> None:
         stacked.write_back(which)
@@ -267,8 +273,10 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
 
     def checkpoint() -> None:
         stacked.write_back()
-        for run in runs:  # metrics first, checkpoint last, as `train` writes them
+        for run, scalar_log in zip(runs, scalars):  # metrics first, checkpoint last, as `train` writes them
             write_jsonl(run.member.out_dir / "metrics.jsonl", run.state["metrics"])
+            if scalar_log is not None:
+                scalar_log.save(run.state["metrics"])
             run.save(CHECKPOINT, run.state)
 
     def snapshots_at(iteration: int) -> list[int]:
@@ -280,9 +288,10 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
         if snapshots_at(first):
             snapshot(snapshots_at(first))
         record(first, schedule.learning_rate(first))
-    label = " + ".join(r.member.label for r in runs)
-    progress = tqdm(total=schedule.total, initial=first, desc=label, disable=quiet or not sys.stderr.isatty(),
-                    leave=False, dynamic_ncols=True)
+
+    def running() -> tuple[float | None, float | None]:
+        seen = states[0]["seen"]
+        return (states[0]["loss_sum"] / seen, states[0]["correct"] / seen) if seen else (None, None)
     step_time = 0.0
     for iteration in range(first, schedule.total):
         if shared_batch:
@@ -328,8 +337,11 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
                 state["step_time"] = state.get("step_time", 0.0) + step_time / len(runs)
             step_time = 0.0
             checkpoint()
-        progress.update(1)
-    progress.close()
+        reporter.advance(done, running, final=done == schedule.total)
+    reporter.close()
+    for scalar_log in scalars:
+        if scalar_log is not None:
+            scalar_log.close()
 
     sample = slice(0, TRAIN_EVAL_SAMPLE)
     final_train = _evaluate(stacked, train_x[sample], train_y[sample])
