@@ -21,53 +21,77 @@ import json
 from pathlib import Path
 
 import ticketlab as tl
+from ticketlab import stats
 from ticketlab.reports.loading import load_run
 from ticketlab.reports.writer import write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def claims(levels: list[dict], total_iterations: int) -> list[str]:
-    """Each claim of the paper checked against the measured means and seed standard deviations."""
+CHANCE = 0.1  # ten classes
+MATCH_TOLERANCE = 0.01  # "at or above dense accuracy": not more than 1 pp below it
+
+
+def by_seed(per_seed: dict[int, list[dict]], level: int, key: str) -> dict[int, float]:
+    """One value per seed at an IMP level (the seeds that reached it and recorded the value)."""
+    return {seed: record[key] for seed, records in per_seed.items() for record in records
+            if record["level"] == level and record.get(key) is not None}
+
+
+def claims(levels: list[dict], per_seed: dict[int, list[dict]], total_iterations: int) -> list[str]:
+    """Each claim of the paper checked against the runs, paired by seed (ticketlab.stats), each verdict one of
+    supported, not supported or inconclusive, with its reason."""
     dense = levels[0]
     lines = []
 
-    band = [r for r in levels if 7 <= r["percent_remaining"] <= 50]
-    matching = [r for r in band if r["test_accuracy"] >= dense["test_accuracy"] - dense["test_accuracy_std"]]
-    above = [r for r in band if r["test_accuracy"] > dense["test_accuracy"]]
-    verdict = "supported" if len(matching) == len(band) else ("partly supported" if matching else "not supported")
-    verdict = verdict if band else "not tested (no level in that range)"
-    lines.append(f"- **Tickets at or above dense accuracy between ~50% and ~7% of the weights: {verdict}.** "
-                 f"{len(matching)} of {len(band)} levels in that range are within one seed-std of dense "
-                 f"({100 * dense['test_accuracy']:.2f}% ± {100 * dense['test_accuracy_std']:.2f}) or above it; "
-                 f"{len(above)} are above the dense mean"
-                 + (f" (best: {100 * max(r['test_accuracy'] for r in band):.2f}% at "
-                    f"{max(band, key=lambda r: r['test_accuracy'])['percent_remaining']:.1f}%)." if band else "."))
+    # 1. Tickets match dense between ~50% and ~7%: every level in the range, and the range covered.
+    matching = {}
+    for r in levels[1:]:
+        comparison = stats.paired(by_seed(per_seed, r["level"], "test_accuracy"), by_seed(per_seed, 0, "test_accuracy"))
+        matching[r["percent_remaining"] / 100] = stats.verdict(comparison, -MATCH_TOLERANCE, chance=CHANCE, must_train="b",
+                                                               names=("the ticket", "the dense network"))
+    verdict = stats.over_range(matching, 0.07, 0.5)
+    inside = {d: v for d, v in matching.items() if 0.07 * 0.95 <= d <= 0.5 * 1.05}
+    lines.append(f"- **Tickets at or above dense accuracy (not more than 1 pp below) from ~50% to ~7% of the weights: "
+                 f"{verdict.label}** ({verdict.reason}). Dense {100 * dense['test_accuracy']:.2f}% ± "
+                 f"{100 * dense['test_accuracy_std']:.2f}; per level, ticket − dense: "
+                 + "; ".join(f"{100 * d:.1f}%: {v.label}, {v.reason}" for d, v in sorted(inside.items(), reverse=True))
+                 + ".")
 
+    # 2. Earlier early stopping around 21%: dense − ticket early-stopping iteration > 0.
     near21 = min(levels[1:], key=lambda r: abs(r["percent_remaining"] - 21))
     change = near21["early_stop_iteration"] / dense["early_stop_iteration"] - 1
-    verdict = "supported" if near21["early_stop_iteration"] + near21["early_stop_iteration_std"] < \
-        dense["early_stop_iteration"] - dense["early_stop_iteration_std"] else "not supported"
-    lines.append(f"- **Tickets learn faster around 21% (earlier early stop): {verdict}.** At "
+    capped = dense["early_stop_iteration"] > 0.9 * total_iterations
+    if not 15 <= near21["percent_remaining"] <= 30:
+        verdict = stats.Verdict(stats.INCONCLUSIVE, f"no level near 21% (closest {near21['percent_remaining']:.1f}%)")
+    elif capped:
+        verdict = stats.Verdict(stats.INCONCLUSIVE, "the dense network's early-stopping iteration is capped by the "
+                                f"training length ({total_iterations} iterations): its validation loss was still falling")
+    else:
+        verdict = stats.verdict(stats.paired(by_seed(per_seed, 0, "early_stop_iteration"),
+                                             by_seed(per_seed, near21["level"], "early_stop_iteration")),
+                                unit=1.0, unit_name="iterations")
+    lines.append(f"- **Tickets learn faster around 21% (earlier early stop): {verdict.label}** ({verdict.reason}). At "
                  f"{near21['percent_remaining']:.1f}% the early-stopping iteration is {near21['early_stop_iteration']:.0f} "
                  f"± {near21['early_stop_iteration_std']:.0f} vs {dense['early_stop_iteration']:.0f} ± "
-                 f"{dense['early_stop_iteration_std']:.0f} dense ({100 * change:+.0f}%; the paper: about −38%)."
-                 + (f" Caveat: the dense network's validation loss was still falling near the end of the shortened "
-                    f"training ({total_iterations} iterations), so its early-stopping iteration is capped by the "
-                    "training length and the speed-up is likely overstated."
-                    if dense["early_stop_iteration"] > 0.9 * total_iterations else ""))
+                 f"{dense['early_stop_iteration_std']:.0f} dense ({100 * change:+.0f}%; the paper: about −38%).")
 
+    # 3. Controls fall behind the ticket below ~20%: ticket − control > 0 at every level below 20%.
     for kind in ("random-reinit", "shuffle-layerwise"):
         key = f"control_{kind}_test_accuracy"
+        below = [r for r in levels if r["percent_remaining"] < 20 and r.get(key) is not None]
         if not any(key in r for r in levels):
             continue
-        below = [r for r in levels if r["percent_remaining"] < 20 and r.get(key) is not None]
-        behind = [r for r in below if r[key] + r[f"{key}_std"] < r["test_accuracy"] - r["test_accuracy_std"]]
-        verdict = "supported" if below and len(behind) == len(below) else ("partly supported" if behind else "not supported")
-        verdict = verdict if below else "not tested (no level below 20%)"
-        gaps = ", ".join(f"{r['percent_remaining']:.1f}%: {100 * (r['test_accuracy'] - r[key]):+.2f} pp" for r in below)
-        lines.append(f"- **The {kind} control falls behind the ticket below ~20%: {verdict}.** {len(behind)} of "
-                     f"{len(below)} levels below 20% separate by more than one std on each side (ticket minus control: {gaps}).")
+        behind = {r["percent_remaining"]: stats.verdict(stats.paired(by_seed(per_seed, r["level"], "test_accuracy"),
+                                                                     by_seed(per_seed, r["level"], key)),
+                                                        chance=CHANCE, must_train="a", names=("the ticket", kind))
+                  for r in below}
+        verdict = stats.combine(behind.values(), "levels below 20%") if below else \
+            stats.Verdict(stats.INCONCLUSIVE, "no level below 20%")
+        lines.append(f"- **The {kind} control falls behind the ticket below ~20%: {verdict.label}** ({verdict.reason}). "
+                     "Ticket − control per level: " + "; ".join(f"{p:.1f}%: {v.label}, {v.reason}" for p, v in behind.items())
+                     + ".")
+    lines += ["", f"Rule for every verdict: {stats.RULE}."]
     return lines
 
 
@@ -121,7 +145,7 @@ def main():
              "and only rewrites this report).",
              "", f"Training per level: {args.steps} at batch 60 (the paper: 50,000 iterations for LeNet, 20,000 for "
              f"Conv-2), on {preset['scale']}; all else as in the paper.",
-             "", "## What the data shows", "", *claims(run.levels, run.levels[0]["iterations"])]
+             "", "## What the data shows", "", *claims(run.levels, run.per_seed, run.levels[0]["iterations"])]
     write_report([run], out, preset["title"], notes=notes)
     print(f"report: {out / 'report.md'}")
 

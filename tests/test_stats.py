@@ -87,8 +87,8 @@ def test_verdict_inconclusive_with_one_seed_or_untrained_side():
     assert stats.verdict(one).label == stats.INCONCLUSIVE
     ahead_of_stuck = stats.paired({0: 0.80, 1: 0.81, 2: 0.82}, {0: 0.22, 1: 0.15, 2: 0.35})
     assert stats.verdict(ahead_of_stuck).label == stats.SUPPORTED
-    stuck = stats.verdict(ahead_of_stuck, chance=0.1, must_train="b")
-    assert stuck.label == stats.INCONCLUSIVE and "seeds 0, 1" in stuck.reason
+    stuck = stats.verdict(ahead_of_stuck, chance=0.1, must_train="b", names=("the ticket", "LTR"))
+    assert stuck.label == stats.INCONCLUSIVE and "LTR did not train in seeds 0, 1" in stuck.reason
     # The side that lost may sit at chance: that is a clear loss, not an untrained baseline.
     assert stats.verdict(ahead_of_stuck, chance=0.1, must_train="a").label == stats.SUPPORTED
 
@@ -107,6 +107,8 @@ def test_over_range_needs_the_range_covered():
     assert stats.over_range({0.5: yes, 0.2: no, 0.07: yes}, 0.07, 0.5).label == stats.NOT_SUPPORTED
     assert stats.over_range({0.5: yes, 0.2: maybe, 0.07: yes}, 0.07, 0.5).label == stats.INCONCLUSIVE
     assert stats.over_range({0.07: yes}, 0.07, 0.5).label == stats.INCONCLUSIVE
+    # A level beyond the sparse end reaches it; only the levels inside are judged.
+    assert stats.over_range({0.5: yes, 0.125: yes, 0.0625: no}, 0.07, 0.5).label == stats.SUPPORTED
 
 
 def test_combine_and_judge():

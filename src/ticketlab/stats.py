@@ -25,8 +25,9 @@ Stegun 26.7.3–4) and its quantile by bisection: no scipy.stats import (a secon
      larger than the tolerance (tolerance 0: the CI lies below the margin);
   5. inconclusive otherwise: the CI straddles the margin (too few seeds or too much spread).
 `over_range(verdicts, low, high)` decides a claim made over a range of densities: inconclusive
-unless the measured densities reach both ends of the range (and a range needs two or more levels);
-then not supported if any level is not supported, supported if every level is, else inconclusive.
+unless the measured densities reach both ends of the range (a level beyond an end reaches it; the
+levels inside the range are judged, and a range needs two or more of them); then not supported if
+any level is not supported, supported if every level is, else inconclusive.
 """
 
 from __future__ import annotations
@@ -246,10 +247,12 @@ def trained_threshold(chance: float) -> float:
 
 
 def verdict(comparison: PairedComparison, margin: float = 0.0, *, tolerance: float = 0.0, chance: float | None = None,
-            must_train: str = "both", unit: float = 100.0, unit_name: str = "pp") -> Verdict:
+            must_train: str = "both", unit: float = 100.0, unit_name: str = "pp",
+            names: tuple[str, str] = ("a", "b")) -> Verdict:
     """Decide "a exceeds b by more than `margin`" (rules in the module docstring). `chance`: the chance
     accuracy (1 / classes), to say which networks did not train; `must_train`: which side must have
-    trained ("a", "b", "both", or "none"); `unit`, `unit_name`: how the reason writes differences."""
+    trained ("a", "b", "both", or "none"); `unit`, `unit_name`: how the reason writes differences;
+    `names`: what the reason calls a and b."""
     if tolerance < 0:
         raise ValueError("tolerance must be ≥ 0")
     if must_train not in ("a", "b", "both", "none"):
@@ -263,7 +266,8 @@ def verdict(comparison: PairedComparison, margin: float = 0.0, *, tolerance: flo
         for side in ("a", "b") if must_train == "both" else (must_train,):
             stuck = [s for s, v in zip(comparison.seeds, sides[side]) if v <= threshold]
             if stuck:
-                return Verdict(INCONCLUSIVE, f"{side} did not train in seed{'s' if len(stuck) > 1 else ''} "
+                name = names[0] if side == "a" else names[1]
+                return Verdict(INCONCLUSIVE, f"{name} did not train in seed{'s' if len(stuck) > 1 else ''} "
                                              f"{', '.join(map(str, stuck))} (at or below {threshold:.2f}, "
                                              f"chance {chance:.2f})")
     low, high = comparison.ci
@@ -293,8 +297,9 @@ def over_range(verdicts: Mapping[float, Verdict], low: float, high: float, rel_t
         low, high = high, low
     inside = {d: v for d, v in verdicts.items() if low * (1 - rel_tol) <= d <= high * (1 + rel_tol)}
     span = f"{100 * high:.3g}% to {100 * low:.3g}%"
-    if not covers(inside, low, high, rel_tol):
-        reached = (f"measured {100 * max(inside):.3g}% to {100 * min(inside):.3g}%" if inside else "no level measured")
+    if not covers(verdicts, low, high, rel_tol):  # levels beyond an end reach it too
+        reached = (f"measured {100 * max(verdicts):.3g}% to {100 * min(verdicts):.3g}%" if verdicts else
+                   "no level measured")
         return Verdict(INCONCLUSIVE, f"the range {span} is not covered ({reached})")
     if len(inside) < 2 and not math.isclose(low, high, rel_tol=rel_tol):
         return Verdict(INCONCLUSIVE, f"one level in {span}: a range needs at least two")

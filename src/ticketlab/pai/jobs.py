@@ -155,6 +155,7 @@ def run_pai_sweep(base: dict, methods: list[str], densities: list[float], seeds:
                    "test_accuracy_std": acc_std, "early_stop_iteration": stop, "early_stop_iteration_std": stop_std,
                    "collapsed_layers": sorted({n for r in per_seed.values() for n in r["collapsed_layers"]}),
                    "tickets": [per_seed[s]["ticket"] for s in seeds], "compute": compute,
+                   "test_accuracy_per_seed": {str(s): per_seed[s]["test_accuracy"] for s in seeds},
                    "run_dir": str(run_dir_for(runs_dir, "prune", configs))}
             log(f"{method} at density {density}: test accuracy {acc:.4f} ± {acc_std:.4f}")
             rows.append(row)

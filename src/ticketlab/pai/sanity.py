@@ -48,7 +48,8 @@ SANITY_RULE = ("claim: the ablation loses test accuracy (ticket − ablation > 0
 
 def ablation_verdict(ticket: dict, ablation: dict, chance: float) -> dict:
     """The paired comparison of ticket and ablation (seed → test accuracy) and its verdict (SANITY_RULE)."""
-    return judge(ticket, ablation, 0.0, tolerance=SANITY_TOLERANCE, chance=chance, must_train="a")
+    return judge(ticket, ablation, 0.0, tolerance=SANITY_TOLERANCE, chance=chance, must_train="a",
+                 names=("the ticket", "the ablation"))
 
 
 def _fresh_weights(configs, data, seed) -> dict:
