@@ -226,3 +226,9 @@ def test_exports_on_raw_test_images_score_the_tickets_accuracy(tmp_path, cli, on
     # What the old exports did: the network alone on raw pixels scores far lower.
     bare = float((outputs(ticket_model(load_ticket(ticket)), images).argmax(1) == labels).float().mean())
     assert bare < ticket_accuracy - 0.02
+
+
+def test_show_states_what_inputs_a_ticket_and_its_exports_take(mlp_ticket, cli):
+    text = cli("show", mlp_ticket).out
+    line = next(line for line in text.splitlines() if line.strip().startswith("inputs"))
+    assert "(20,) standardized" in line and "raw inputs" in line

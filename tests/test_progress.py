@@ -153,3 +153,12 @@ def test_extras_all_and_test_cover_every_optional_package():
     named = set(re.fullmatch(r"ticketlab\[(.*)\]", extras["all"][0]).group(1).split(","))
     assert named == set(extras) - {"all", "test"}
     assert "ticketlab[all]" in extras["test"]
+
+
+def test_train_log_tensorboard_writes_event_files_in_the_run(cli, tmp_path, one_thread):
+    pytest.importorskip("tensorboard")
+    res = cli("train", "--dataset", "synthetic", "--train-subset", "300", "--model", "mlp_16", "--steps", "20it",
+              "--eval-every", "10it", "--log", "tensorboard", "--runs-dir", tmp_path / "runs", "--json")
+    assert res.code == 0, res.err
+    run_dir = Path(res.json()["run_dir"])
+    assert list((run_dir / "tb").glob("events.out.tfevents.*")) and not (run_dir / "metrics.csv").exists()
