@@ -209,11 +209,12 @@ def provenance(ticket: Ticket) -> dict:
 
 
 def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool = False, weights: str = "auto",
-                  data_root: str | None = None, data=None) -> dict:
+                  data_root: str | None = None, data=None, normalization: tuple | None = None) -> dict:
     """Write `fmt` of the ticket to `out`; returns what was written (path, bytes, parameters, inputs).
 
     dense, torchscript and onnx take raw inputs: the standardization of the ticket's training data
-    (loaded from its data config and `data_root`, or `data` when given) goes into the file."""
+    (loaded from its data config and `data_root`, or `data` when given, or `normalization` = (mean,
+    std) itself) goes into the file."""
     if fmt not in FORMATS:
         raise TicketlabError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if half and fmt != "compact":
@@ -231,7 +232,7 @@ def export_ticket(ticket_path: str | Path, fmt: str, out: str | Path, half: bool
                                                   if k not in ticket.mask.tensors and v.is_floating_point())
         inputs = "standardized"
     else:
-        mean, std = training_normalization(ticket, data_root, data)
+        mean, std = normalization or training_normalization(ticket, data_root, data)
         convention = input_convention(input_shape, mean, std)
         small = shrunk_model(model, ticket.mask)
         {"dense": lambda: export_dense(small, info | {"input": convention}, out),

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ticketlab import checks
-from ticketlab.deploy.export import FORMATS, export_ticket, ticket_model, shrunk_model
+from ticketlab.deploy.export import FORMATS, export_ticket, shrunk_model, ticket_model, training_normalization
 from ticketlab.deploy.flops import count
 from ticketlab.deploy.sparse import median_seconds, sparsify
 from ticketlab.errors import TicketlabError
@@ -45,6 +45,12 @@ def file_sizes(ticket_path: Path) -> dict[str, int | str]:
     """Bytes of the ticket file, the dense original's state_dict and every export format."""
     ticket = load_ticket(ticket_path)
     sizes: dict[str, int | str] = {"ticket file": ticket_path.stat().st_size}
+    try:  # read once for every format; where the data is not at hand, sizes do not depend on the values
+        normalization = training_normalization(ticket)
+    except TicketlabError:
+        shape = ticket.architecture["input_shape"]
+        broadcast = (1, shape[0]) + (1,) * (len(shape) - 1)
+        normalization = (torch.zeros(broadcast), torch.ones(broadcast))
     with tempfile.TemporaryDirectory() as tmp:
         dense = model_from_architecture(ticket.architecture)
         write_safetensors(Path(tmp) / "dense-original.safetensors", dense.state_dict())
@@ -53,7 +59,8 @@ def file_sizes(ticket_path: Path) -> dict[str, int | str]:
             for half in ((False, True) if fmt == "compact" else (False,)):
                 label = fmt + (" fp16" if half else "")
                 try:
-                    sizes[label] = export_ticket(ticket_path, fmt, Path(tmp) / f"export-{fmt}-{half}", half=half)["bytes"]
+                    sizes[label] = export_ticket(ticket_path, fmt, Path(tmp) / f"export-{fmt}-{half}", half=half,
+                                                 normalization=normalization)["bytes"]
                 except TicketlabError as exc:  # e.g. ONNX without its optional packages
                     sizes[label] = f"unavailable: {exc}"
     return sizes
