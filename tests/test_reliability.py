@@ -117,8 +117,9 @@ def test_rewinding_to_a_milestone_trains_at_the_decayed_lr_once(cli, tmp_path):
 
 # ---- one process per run ------------------------------------------------------------------------
 
-LONG_IMP = ["imp", "--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--steps", "300it",
-            "--batch-size", "32", "--eval-every", "50it", "--levels", "3", "--quiet", "--json"]
+# Long enough that a second process, started after it, finds it still running (its start-up is seconds).
+LONG_IMP = ["imp", "--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_32_16", "--steps", "1200it",
+            "--batch-size", "32", "--eval-every", "200it", "--levels", "3", "--quiet", "--json"]
 
 
 def start_and_wait_for_the_lock(args, runs: Path):

@@ -184,10 +184,15 @@ def content_checksum(data: bytes, key: str) -> str:
     and all metadata, as canonical JSON with metadata `key` parsed and its "checksum" left out), then the
     tensor bytes."""
     size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + size])
+    digest = header_digest(json.loads(data[8:8 + size]), key)
+    digest.update(data[8 + size:])
+    return digest.hexdigest()
+
+
+def header_digest(header: dict, key: str):
+    """The SHA-256 of content_checksum fed with a safetensors header, ready for the tensor bytes (which a
+    reader may feed as it reads them, without holding the file twice)."""
     extra = dict(header.get("__metadata__") or {})
     meta = {k: v for k, v in json.loads(extra[key]).items() if k != "checksum"}
     canonical = {**header, "__metadata__": {**extra, key: meta}}
-    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode())
-    digest.update(data[8 + size:])
-    return digest.hexdigest()
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode())

@@ -18,12 +18,10 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from ticketlab.data.dataset import Dataset
-from ticketlab.files import checked_metadata, content_checksum, verify_checksum, write_bytes_from_any_rank
+from ticketlab.files import content_checksum, header_digest, write_bytes_from_any_rank
 
 CACHE_ENV = "TICKETLAB_CACHE_DIR"
 FORMAT = 1  # raise when what a cache file holds, or how a dataset is prepared, changes
@@ -54,24 +52,43 @@ def cache_path(name: str, key: str) -> Path:
     return cache_dir() / f"{name}-{key[:24]}.safetensors"
 
 
+# safetensors dtype names of the tensors a cache file holds
+DTYPES = {"U8": torch.uint8, "I64": torch.int64, "F32": torch.float32}
+MAX_HEADER = 1 << 20
+
+
 def read_cached(path: Path, key: str) -> Dataset | None:
-    """The dataset cached at `path` under `key`; None when there is none or it does not verify."""
+    """The dataset cached at `path` under `key`; None when there is none or it does not verify.
+
+    The tensors are read straight into their own memory and hashed on the way (the file is never held
+    twice), so loading from the cache costs no more memory than the dataset itself."""
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    meta = checked_metadata(data, META_KEY)
-    try:
-        if meta is None or meta.get("key") != key or not verify_checksum(data, META_KEY, meta):
-            return None
-        tensors = safetensors_load(data)
-        if set(tensors) != set(TENSORS) or tensors["train_x"].dtype != torch.uint8:
-            return None
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= MAX_HEADER:
+                return None
+            header = json.loads(f.read(size))
+            meta = json.loads(header["__metadata__"][META_KEY])
+            if meta.get("key") != key or set(header) - {"__metadata__"} != set(TENSORS):
+                return None
+            digest = header_digest(header, META_KEY)
+            tensors, position = {}, 0
+            for name, entry in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                                      key=lambda item: item[1]["data_offsets"][0]):
+                tensor = torch.empty([int(n) for n in entry["shape"]], dtype=DTYPES[entry["dtype"]])
+                start, end = entry["data_offsets"]
+                buffer = memoryview(tensor.numpy()).cast("B") if tensor.numel() else memoryview(b"")
+                if start != position or end - start != len(buffer) or f.readinto(buffer) != len(buffer):
+                    return None
+                digest.update(buffer)
+                tensors[name], position = tensor, end
+            if f.read(1) or digest.hexdigest() != meta.get("checksum") or tensors["train_x"].dtype != torch.uint8:
+                return None
         return Dataset(name=meta["name"], train_x=tensors["train_x"], train_y=tensors["train_y"],
                        val_x=tensors["val_x"], val_y=tensors["val_y"], test_x=tensors["test_x"],
                        test_y=tensors["test_y"], num_classes=int(meta["num_classes"]), augment=str(meta["augment"]),
                        normalization=(tensors["mean"], tensors["std"]))
-    except (KeyError, TypeError, ValueError, SafetensorError):
+    except (OSError, KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
