@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from ticketlab import multitrain
+from ticketlab.commands.lth import DEMO_DEFAULTS
 from ticketlab.data import load_dataset
 from ticketlab.errors import TicketlabError
+from ticketlab.recipes import preset
 
 
 def fashion_mnist_available():
@@ -47,3 +50,24 @@ def test_demo_writes_levels_controls_report_and_plot(cli, tmp_path):
     header = table.out.splitlines()[0]
     assert "% weights" in header and "reinit acc" in header and "early-stop it" in header
     assert "64.00" in table.out
+
+
+def test_the_demo_recipe_reaches_3_6_percent_with_a_control_at_every_level():
+    prune = DEMO_DEFAULTS["prune"]
+    assert (1 - prune.prune_fraction) ** prune.levels <= 0.036
+    assert DEMO_DEFAULTS["train"] == preset("demo")  # the preset of the same name is the demo's recipe
+
+
+def test_the_demo_trains_each_control_together_with_its_ticket(cli, tmp_path, monkeypatch):
+    groups = []
+    original = multitrain._train_vectorized
+
+    def spy(members, *args):
+        groups.append([m.label for m in members])
+        return original(members, *args)
+
+    monkeypatch.setattr(multitrain, "_train_vectorized", spy)
+    args = [*SHORT[:SHORT.index("--steps")], "--steps", "60it", "--eval-every", "30it", "--levels", "1", "--quiet"]
+    res = cli("demo", *args, "--runs-dir", tmp_path, "--json")
+    assert res.code == 0, res.err
+    assert groups == [["level 0", "level 0 random-reinit"], ["level 1", "level 1 random-reinit"]]

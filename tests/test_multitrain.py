@@ -59,7 +59,7 @@ def assert_close_runs(a: Path, b: Path) -> None:
 def test_each_member_matches_its_solo_run(tiny_data, tmp_path, one_thread):
     solo = solo_runs(tiny_data, tmp_path / "solo")
     group = members_of(tiny_data, tmp_path / "group")
-    assert sequential_reason(group) is None
+    assert sequential_reason(group, CFG) is None
     summaries = train_together(group, tiny_data, CFG, quiet=True)
     assert len(summaries) == len(solo)
     for (solo_member, solo_summary), member, summary in zip(solo, group, summaries):
@@ -153,10 +153,10 @@ def test_models_with_buffers_train_one_by_one_as_train_does(tiny_data, tmp_path,
         return out
 
     members = group(tmp_path / "group")
-    assert "buffers" in sequential_reason(members)
+    assert "buffers" in sequential_reason(members, CFG)
     summaries = train_together(members, tiny_data, CFG, quiet=True)
     for solo, summary, member in zip(group(tmp_path / "solo"), summaries, members):
         expected = train(solo.model, tiny_data, CFG, out_dir=solo.out_dir, data_seed=3, quiet=True)
         assert summary["test_loss"] == expected["test_loss"]
         assert torch.equal(member.model.norm.running_mean, solo.model.norm.running_mean)
-    assert sequential_reason(members[:1]) == "a single member"
+    assert sequential_reason(members[:1], CFG) == "a single member"

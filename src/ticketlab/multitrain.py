@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ticketlab import distributed, progress
+from ticketlab import distributed, machine, progress
 from ticketlab.config import TrainConfig
 from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
@@ -36,7 +36,7 @@ from ticketlab.files import read_json, write_json, write_jsonl, write_safetensor
 from ticketlab.mask import Mask
 from ticketlab.trainer import (CHECKPOINT, EVAL_BATCH, REWIND, REWIND_OPTIMIZER, TRAIN_EVAL_SAMPLE, Schedule,
                                TrainingBatches, _load_checkpoint, _load_optimizer_state, _save_checkpoint,
-                               build_optimizer, set_learning_rate, summarize, train)
+                               build_optimizer, device_settings, set_learning_rate, summarize, train)
 
 RANDOM_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
@@ -65,10 +65,16 @@ def train_together(members: list[Member], data: Dataset, cfg: TrainConfig, *, st
     if not 0 <= start_iteration < schedule.total:
         raise TicketlabError(f"start iteration {start_iteration} is outside the training length {schedule.total}; "
                              "choose a rewind step shorter than --steps")
-    if not vectorize or sequential_reason(members) is not None:
+    if not vectorize or sequential_reason(members, cfg) is not None:
         return [train(m.model, data, cfg, out_dir=m.out_dir, data_seed=m.data_seed, mask=m.mask,
                       start_iteration=start_iteration, snapshot_at=m.snapshot_at, optimizer_state=m.optimizer_state,
                       quiet=quiet, label=m.label) for m in members]
+    with device_settings(torch.device(cfg.device), cfg.deterministic), machine.torch_threads(cfg.threads):
+        return _train_vectorized(members, data, cfg, schedule, start_iteration, quiet)
+
+
+def _train_vectorized(members: list[Member], data: Dataset, cfg: TrainConfig, schedule: Schedule,
+                      start_iteration: int, quiet: bool) -> list[dict]:
     device = distributed.local_device(torch.device(cfg.device))
     shared_batch = len({m.data_seed for m in members}) == 1
     summaries: list[dict | None] = [None] * len(members)
@@ -92,12 +98,14 @@ def train_together(members: list[Member], data: Dataset, cfg: TrainConfig, *, st
     return summaries
 
 
-def sequential_reason(members: list[Member]) -> str | None:
+def sequential_reason(members: list[Member], cfg: TrainConfig) -> str | None:
     """Why these members cannot train as one vectorized model (None when they can)."""
     if len(members) < 2:
         return "a single member"
     if distributed.world()[1] > 1:
         return "data-parallel training (torchrun)"
+    if cfg.precision != "fp32" or cfg.compile or cfg.channels_last:
+        return "--precision, --compile or --channels-last (the vectorized step runs in fp32, uncompiled)"
     first = members[0].model
     shapes = [(name, tuple(p.shape)) for name, p in first.named_parameters()]
     for member in members:
@@ -212,20 +220,23 @@ def _keep(mask: Mask | None, name: str, like: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _evaluate(stacked: _Stacked, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
-    """Each member's mean cross-entropy and accuracy over a whole split, in `trainer.evaluate`'s batches."""
+def _evaluate(stacked: _Stacked, x: torch.Tensor, y: torch.Tensor, standardize) -> list[tuple[float, float]]:
+    """Each member's mean cross-entropy and accuracy over a whole split of stored inputs, in `trainer.evaluate`'s
+    batches."""
     members = len(stacked.runs)
     if len(y) == 0:
         return [(float("nan"), float("nan"))] * members
     loss_sums, corrects = [0.0] * members, [0] * members
+    stacked.template.eval()
     for start in range(0, len(y), EVAL_BATCH):
-        logits = stacked.logits(x[start:start + EVAL_BATCH], per_member_input=False)
+        logits = stacked.logits(standardize(x[start:start + EVAL_BATCH]), per_member_input=False)
         target = y[start:start + EVAL_BATCH]
         losses = vmap(lambda member_logits: F.cross_entropy(member_logits, target, reduction="sum"))(logits)
         correct = (logits.argmax(-1) == target).sum(-1)
         for i, (loss, hits) in enumerate(zip(losses.tolist(), correct.tolist())):
             loss_sums[i] += loss
             corrects[i] += hits
+    stacked.template.train()
     return [(loss_sum / len(y), hits / len(y)) for loss_sum, hits in zip(loss_sums, corrects)]
 
 
@@ -233,16 +244,18 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
                  schedule: Schedule, start_iteration: int, device: torch.device, quiet: bool) -> list[dict]:
     """The trainer's loop for the members in `real` slots, resuming at one iteration, with one vectorized step
     for all slots; returns the real members' summaries."""
+    started_on = machine.describe()  # threads and load at the start: what the timings depend on
     stacked = _Stacked(slots, real, cfg)
     runs = [slots[i] for i in real]
     stacked.apply_masks()
-    splits = {name: (getattr(data, f"{name}_x").to(device), getattr(data, f"{name}_y").to(device))
+    # Inputs as stored (8-bit pixels stay 8-bit), standardized a batch at a time, as `train` does.
+    splits = {name: (data.stored(name).to(device), getattr(data, f"{name}_y").to(device))
               for name in ("train", "val", "test")}
     train_x, train_y = splits["train"]
     augment = data.augment if cfg.augment == "auto" else cfg.augment
     seeds = sorted({r.member.data_seed for r in slots})
-    batches = {seed: TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, seed, augment)
-               for seed in seeds}
+    batches = {seed: TrainingBatches(train_x, train_y, cfg.batch_size, schedule.iterations_per_epoch, seed, augment,
+                                     data.standardize) for seed in seeds}
     states = [r.state for r in runs]
     # One bar (or progress line) for the group, showing its first member's loss and accuracy; each member's
     # records also go to its own TensorBoard or CSV files, as `train` writes them.
@@ -251,7 +264,7 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
     scalars = [progress.ScalarLog(cfg.log, r.member.out_dir) if cfg.log != "none" else None for r in runs]
 
     def record(iteration: int, lr: float) -> None:
-        results = {split: _evaluate(stacked, *splits[split]) for split in ("val", "test")}
+        results = {split: _evaluate(stacked, *splits[split], data.standardize) for split in ("val", "test")}
         for slot, state, scalar_log in zip(real, states, scalars):
             entry = {"iteration": iteration, "epoch": iteration / schedule.iterations_per_epoch, "lr": lr,
                      "train_loss": state["loss_sum"] / state["seen"] if state["seen"] else None,
@@ -288,6 +301,7 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
         if snapshots_at(first):
             snapshot(snapshots_at(first))
         record(first, schedule.learning_rate(first))
+    stacked.template.train()
 
     def running() -> tuple[float | None, float | None]:
         seen = states[0]["seen"]
@@ -344,7 +358,7 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
             scalar_log.close()
 
     sample = slice(0, TRAIN_EVAL_SAMPLE)
-    final_train = _evaluate(stacked, train_x[sample], train_y[sample])
+    final_train = _evaluate(stacked, train_x[sample], train_y[sample], data.standardize)
     summaries = []
     for run, slot in zip(runs, real):
         train_loss, train_accuracy = final_train[slot]
@@ -354,7 +368,8 @@ def _train_group(slots: list[_Run], real: list[int], shared_batch: bool, data: D
         summary.update(iterations=schedule.total, start_iteration=start_iteration,
                        wall_time_seconds=round(state["wall_time"], 3),
                        step_time_seconds=round(state.get("step_time", 0.0), 3),
-                       train_examples=state["train_examples"], eval_examples=state["eval_examples"])
+                       train_examples=state["train_examples"], eval_examples=state["eval_examples"],
+                       machine=started_on)
         write_json(run.member.out_dir / "summary.json", summary)
         summaries.append(summary)
     return summaries
