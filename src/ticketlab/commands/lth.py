@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ticketlab import checks
 from ticketlab.commands.spec import Command, Output, Replicates, Runs, announce, arg, flag, seed_list
-from ticketlab.config import MAX_SCORE_BATCHES, PruneConfig, TrainConfig, validate_prune, validate_train
+from ticketlab.config import MAX_SCORE_BATCHES, PruneConfig, validate_prune, validate_train
 from ticketlab.errors import TicketlabError
 from ticketlab.lth.aggregate import parse_levels, parse_seeds
 from ticketlab.lth.controls import CONTROL_KINDS
