@@ -2,14 +2,15 @@
 
 For one CIFAR ResNet (resnet20 or resnet32) on Fashion-MNIST padded to 32x32, over seeds: the dense
 network; layer tickets removing p = 1..4 residual blocks chosen at θ₀ by GraSP, SNIP and random
-scores (every stage keeps at least one block); filter tickets (SNIP filter scores) matched to each
-GraSP layer ticket's number of convolution filters. Everything trains with the dense recipe (SGD
+scores (every stage keeps at least one block); filter tickets (SNIP filter scores) matched seed by seed
+to each GraSP layer ticket, by FLOPs and separately by parameters. Everything trains with the dense recipe (SGD
 0.1, momentum 0.9, weight decay 1e-4, lr ×0.1 at 50% and 75%) on a training subset
 for a few epochs — stated in the report. Reported: test accuracy, parameters, FLOPs, training time
 per run and a clean training-speed ratio measured in one process (median step time of each network,
 interleaved), an energy estimate, and accuracy under corruption and shift. Verdicts are computed
-from the numbers: GraSP layer tickets within one std of dense at ≥ 1.2x speedup, ahead of random
-block removal and of filter tickets of matched size.
+from the numbers, paired by seed (ticketlab.stats: supported, not supported or inconclusive): GraSP
+layer tickets not more than 1 pp below dense at ≥ 1.2x speedup, ahead of random block removal and of
+the cost-matched filter tickets.
 
     .venv/bin/python benchmarks/layer_tickets.py --model resnet20 [--train-subset 5000 --epochs 4 --seeds 0,1,2]
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import ticketlab as tl
+from ticketlab import stats
 from ticketlab.deploy.sparse import median_seconds
 from ticketlab.files import write_json, write_text
 from ticketlab.lth.aggregate import mean_std
@@ -33,6 +35,9 @@ from ticketlab.ticket import load_ticket
 
 REPO = Path(__file__).resolve().parents[1]
 CRITERIA = ("grasp", "snip", "random")
+MATCHES = ("flops", "params")
+CHANCE = 0.1  # ten classes
+MATCH_TOLERANCE = 0.01  # "as accurate as dense": not more than 1 pp below it
 
 
 def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repeats: int = 20) -> float:
@@ -64,60 +69,95 @@ def measure(args, data, recipe, removals: list[int]) -> dict:
     common = {"seeds": [int(s) for s in args.seeds.split(",")], "workers": int(args.workers), "runs_dir": args.runs_dir}
     layers = {(c, p): tl.layer_tickets(args.model, data, recipe, criterion=c, remove=p, min_per_stage=1, **common)
               for c in CRITERIA for p in removals}
-    filters = {p: tl.filter_tickets(layers[("grasp", p)].tickets[0], criterion="snip", **common) for p in removals}
+    # Filter tickets matched seed by seed to the GraSP layer tickets, once by FLOPs and once by parameters.
+    filters = {f"{match}-{p}": tl.filter_tickets(layers[("grasp", p)].tickets[0], criterion="snip", match=match, **common)
+               for match in MATCHES for p in removals}
     dense_ticket = layers[("grasp", removals[0])].result["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
     ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)].tickets[0]) for p in removals}
-    ratios.update({f"filters-{p}": step_time_ratio(dense_ticket, filters[p].tickets[0]) for p in removals})
+    ratios.update({f"filters-{key}": step_time_ratio(dense_ticket, r.tickets[0]) for key, r in filters.items()})
     compared = [(f"grasp p={p}", layers[("grasp", p)].tickets[0]) for p in removals] + \
-               [(f"filters p={p}", filters[p].tickets[0]) for p in removals]
+               [(f"filters {key.replace('-', ' p=')}", r.tickets[0]) for key, r in filters.items()]
     robust = {"labels": [name for name, _ in compared],
               **tl.robustness([ticket for _, ticket in compared], runs_dir=args.runs_dir).result}
     return {"layers": {f"{c}-{p}": r.result for (c, p), r in layers.items()},
-            "filters": {str(p): r.result for p, r in filters.items()}, "clean_speedups": ratios, "robustness": robust}
+            "filters": {key: r.result for key, r in filters.items()}, "clean_speedups": ratios, "robustness": robust}
 
 
-def within_one_std(accuracy: float, dense_acc: float, dense_std: float) -> bool:
-    return accuracy >= dense_acc - dense_std
+def seed_values(result: dict, key: str = "test_accuracy") -> dict[str, float]:
+    return {seed: r[key] for seed, r in result["per_seed"].items()}
+
+
+def filter_runs(filters: dict, p: int) -> dict[str, dict]:
+    """The filter tickets of removal p by what they were matched on: flops and params, or, in results written
+    before per-seed matching, one filter count (seed 0's layer ticket's) for every seed."""
+    found = {match: filters[f"{match}-{p}"] for match in MATCHES if f"{match}-{p}" in filters}
+    return found or ({"filter count": filters[str(p)]} if str(p) in filters else {})
+
+
+def cost_ratio(layer: dict, filt: dict, key: str) -> float:
+    """The layer ticket's cost over the filter ticket's, the largest over seeds."""
+    return max(layer["per_seed"][s]["ticket_costs"][key] / filt["per_seed"][s]["ticket_costs"][key]
+               for s in filt["per_seed"] if s in layer["per_seed"])
+
+
+def ahead_of_filters(layer: dict, match: str, filt: dict) -> stats.Verdict:
+    """The layer ticket ahead of a filter ticket, paired by seed; a filter ticket that is not matched per seed on
+    a cost (the old filter-count matching) is no fair baseline: inconclusive, with the cost gap stated."""
+    if match not in MATCHES:
+        gap = cost_ratio(layer, filt, "parameters")
+        return stats.Verdict(stats.INCONCLUSIVE, f"the filter ticket is matched by filter count to seed 0's layer ticket "
+                                                 f"only, and the layer ticket has up to {gap:.1f}× its parameters: not "
+                                                 "cost-matched")
+    return stats.verdict(stats.paired(seed_values(layer), seed_values(filt)), chance=CHANCE, must_train="a",
+                         names=("the layer ticket", f"the filter ticket ({match})"))
+
+
+def findings(layers: dict, filters: dict, ratios: dict, removals: list[int], dense_acc: float, dense_std: float) -> list[str]:
+    """The goal's verdict per p, then what else the numbers show, all computed here and paired by seed."""
+    lines = []
+    for p in removals:
+        g, r = layers[f"grasp-{p}"], layers[f"random-{p}"]
+        near_dense = stats.verdict(stats.paired(seed_values(g), seed_values(g, "dense_test_accuracy")), -MATCH_TOLERANCE,
+                                   chance=CHANCE, must_train="b", names=("the layer ticket", "the dense network"))
+        fast = ratios[f"grasp-{p}"] >= 1.2
+        speed = stats.Verdict(stats.SUPPORTED if fast else stats.NOT_SUPPORTED,
+                              f"clean speedup {ratios[f'grasp-{p}']:.2f}× (≥ 1.2× wanted)")
+        ahead_random = stats.verdict(stats.paired(seed_values(g), seed_values(r)), chance=CHANCE, must_train="a",
+                                     names=("the GraSP layer ticket", "random removal"))
+        ahead_filters = {match: ahead_of_filters(g, match, f) for match, f in filter_runs(filters, p).items()}
+        verdict = stats.combine([near_dense, speed, ahead_random, *ahead_filters.values()], "parts")
+        lines.append(f"- **p = {p}: GraSP layer ticket not more than 1 pp below dense, ≥ 1.2× faster, ahead of random "
+                     f"removal and of cost-matched filter tickets: {verdict.label}** ({verdict.reason}). "
+                     f"{100 * g['test_accuracy']:.2f} ± {100 * g['test_accuracy_std']:.2f}% vs dense "
+                     f"{100 * dense_acc:.2f} ± {100 * dense_std:.2f}%: {near_dense.label} ({near_dense.reason}); "
+                     f"{speed.reason}; ahead of random ({100 * r['test_accuracy']:.2f}%): {ahead_random.label} "
+                     f"({ahead_random.reason}); "
+                     + "; ".join(f"ahead of the filter ticket matched by {m} ({100 * filter_runs(filters, p)[m]['test_accuracy']:.2f}%): "
+                                 f"{v.label} ({v.reason})" for m, v in ahead_filters.items()) + ".")
+    lines.append("")
+    for c in CRITERIA:
+        near = {p: stats.verdict(stats.paired(seed_values(layers[f"{c}-{p}"]),
+                                              seed_values(layers[f"{c}-{p}"], "dense_test_accuracy")),
+                                 -MATCH_TOLERANCE, chance=CHANCE, must_train="b") for p in removals}
+        lines.append(f"- {c} layer tickets not more than 1 pp below dense: "
+                     + ", ".join(f"p = {p}: {v.label}" for p, v in near.items()) + ".")
+    best = {p: max(CRITERIA, key=lambda c: layers[f"{c}-{p}"]["test_accuracy"]) for p in removals}
+    lines.append("- Highest mean accuracy per p (not a verdict): " + ", ".join(f"p = {p}: {best[p]}" for p in removals) + ".")
+    for p in removals:
+        for match, f in filter_runs(filters, p).items():
+            key = f"filters-{match}-{p}" if match in MATCHES else f"filters-{p}"
+            lines.append(f"- p = {p}, filter ticket matched by {match}: the layer ticket has "
+                         f"{cost_ratio(layers[f'grasp-{p}'], f, 'parameters'):.2f}× its parameters and "
+                         f"{cost_ratio(layers[f'grasp-{p}'], f, 'flops'):.2f}× its FLOPs (largest over seeds); clean "
+                         f"speedups {ratios[key]:.2f}× (filter) and {ratios[f'grasp-{p}']:.2f}× (layer).")
+    lines += ["", f"Rule for every verdict: {stats.RULE}; “not more than 1 pp below dense” has margin −1 pp against "
+              "the dense network of the same seed; the seed spread is in the table below."]
+    return lines
 
 
 def removed_blocks(result: dict, seed: str) -> str:
     """Removed blocks of one seed as stage.block, e.g. `0.0 2.1`."""
     return " ".join(f"{stage}.{block}" for stage, block in result["per_seed"][seed]["removed_blocks"])
-
-
-def findings(layers: dict, filters: dict, ratios: dict, removals: list[int], dense_acc: float, dense_std: float) -> list[str]:
-    """The goal's verdict per p, then what else the numbers show, all computed here."""
-    lines = []
-    for p in removals:
-        g, r, f = layers[f"grasp-{p}"], layers[f"random-{p}"], filters[str(p)]
-        within = within_one_std(g["test_accuracy"], dense_acc, dense_std)
-        fast = ratios[f"grasp-{p}"] >= 1.2
-        ahead_random = g["test_accuracy"] > r["test_accuracy"]
-        ahead_filters = g["test_accuracy"] > f["test_accuracy"]
-        verdict = "met" if within and fast and ahead_random and ahead_filters else "not met"
-        lines.append(f"- **p = {p}: GraSP layer ticket within one std of dense at ≥ 1.2× speedup, ahead of random "
-                     f"removal and matched filter tickets: {verdict}.** {100 * g['test_accuracy']:.2f} ± "
-                     f"{100 * g['test_accuracy_std']:.2f}% vs dense {100 * dense_acc:.2f} ± {100 * dense_std:.2f}% "
-                     f"({'within' if within else 'outside'} one std of dense), clean speedup {ratios[f'grasp-{p}']:.2f}×, "
-                     f"random {100 * r['test_accuracy']:.2f}%, filter ticket {100 * f['test_accuracy']:.2f}%.")
-    lines.append("")
-    for c in CRITERIA:
-        kept = [p for p in removals if within_one_std(layers[f"{c}-{p}"]["test_accuracy"], dense_acc, dense_std)]
-        lines.append(f"- {c} layer tickets within one std of dense (or above): "
-                     f"{', '.join(f'p = {p}' for p in kept) if kept else 'none'} of p = {', '.join(map(str, removals))}.")
-    best = {p: max(CRITERIA, key=lambda c: layers[f"{c}-{p}"]["test_accuracy"]) for p in removals}
-    lines.append("- Best criterion per p: " + ", ".join(f"p = {p}: {best[p]}" for p in removals) + ".")
-    ahead = [p for p in removals if layers[f"grasp-{p}"]["test_accuracy"] > filters[str(p)]["test_accuracy"]]
-    lines.append(f"- GraSP layer tickets ahead of the filter ticket with the same number of filters at "
-                 f"{len(ahead)} of {len(removals)} removals ({', '.join(f'p = {p}' for p in ahead) or 'none'}); "
-                 "the filter tickets' clean speedups are " + ", ".join(f"{ratios[f'filters-{p}']:.2f}×" for p in removals)
-                 + " against the layer tickets' " + ", ".join(f"{ratios[f'grasp-{p}']:.2f}×" for p in removals) + ".")
-    stds = sorted(r["test_accuracy_std"] for r in [*layers.values(), *filters.values()])
-    median_std = stds[len(stds) // 2]
-    lines.append(f"- Seed spread: dense ± {100 * dense_std:.2f} pp, tickets' median ± {100 * median_std:.2f} pp; "
-                 f"differences between methods smaller than about {100 * median_std:.1f} pp are not resolved by "
-                 f"{len(next(iter(layers.values()))['per_seed'])} seeds at this scale.")
-    return lines
 
 
 def per_seed(result: dict, key: str = "test_accuracy") -> str:
@@ -138,11 +178,14 @@ def write_report(results: dict, args, removals: list[int], out: Path) -> None:
              f"training images (lr ×0.1 at 50% and 75%), {args.val_size} validation images and "
              f"{'all' if args.test_subset == '0' else 'the first ' + args.test_subset} test images; "
              "every stage keeps ≥ 1 block. Test accuracy is the final network's. Filter tickets: SNIP filter "
-             "scores, matched to the GraSP layer ticket's number of convolution filters. *Speedup (clean)* is the "
+             + ("scores, matched seed by seed to the same seed's GraSP layer ticket, once by FLOPs per example and once "
+                "by parameters (at most the layer ticket's)" if any(k.split("-")[0] in MATCHES for k in filters) else
+                "scores, matched to seed 0's GraSP layer ticket's number of convolution filters for every seed (the "
+                "runs predate cost matching; the verdicts below treat them as no fair baseline)")
+             + ". *Speedup (clean)* is the "
              "ratio of median training-step times measured in one process, interleaved; *speedup (runs)* divides "
              "the recorded optimization time of the runs themselves (noisier: parallel processes). Energy = time × "
-             "65 W, an estimate. *Within one std* means no lower than dense accuracy minus the dense network's "
-             "standard deviation over seeds.", "", "## What the data shows", ""]
+             "65 W, an estimate.", "", "## What the data shows", ""]
     lines += findings(layers, filters, ratios, removals, dense_acc, dense_std)
     lines += ["", "## Accuracy and cost (mean ± std over seeds)", "",
               f"| ticket | removed blocks (seed {seed}) | test acc % | per seed % | params | FLOPs saved | speedup (clean) | "
@@ -158,7 +201,7 @@ def write_report(results: dict, args, removals: list[int], out: Path) -> None:
                      f"{100 * r['flops_saved']:.1f}% | "
                      f"{clean} | {r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
     for p, r in filters.items():
-        lines.append(f"| filters (match p={p}) | — | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
+        lines.append(f"| filters ({p.replace('-', ' p=') if '-' in p else 'filter count p=' + p}) | — | {100 * r['test_accuracy']:.2f} ± {100 * r['test_accuracy_std']:.2f} | "
                      f"{per_seed(r)} | "
                      f"{r['ticket_parameters']:,.0f} | {100 * r['flops_saved']:.1f}% | {ratios[f'filters-{p}']:.2f} | "
                      f"{r['training_speedup']:.2f} | {r['ticket_energy_wh_estimate']:.3f} |")
