@@ -148,9 +148,11 @@ def test_density_ticks_never_crowd():
 def test_html_renders_code_spans_and_keeps_numbers_on_one_line():
     doc = Document("t")
     doc.section("Runs", "runs")
-    doc.add(Paragraph("run `ticketlab imp` <now>"), Table(["run", "acc (%)"], [["a", "82.86 ± 0.05"]]))
+    doc.add(Paragraph("run `ticketlab imp` <now>, **then** see [the docs](reports.md)"),
+            Table(["run", "acc (%)"], [["a", "82.86 ± 0.05"]]))
     page = to_html(doc)
     assert "<code>ticketlab imp</code>" in page and "`" not in page and "&lt;now&gt;" in page
+    assert "<strong>then</strong>" in page and '<a href="reports.md">the docs</a>' in page and "**" not in page
     assert 'id="runs"' in page and 'href="#runs"' in page
     assert re.search(r"td\{[^}]*white-space:nowrap", page) and '<td class="num">82.86 ± 0.05</td>' in page
     assert "| a | 82.86 ± 0.05 |" in to_markdown(doc)

@@ -2,7 +2,7 @@
 rendered twice: as Markdown (report.md) and as a self-contained HTML page (report.html: styles and
 plots inline, a table of contents linking every section's anchor).
 
-Text may hold `code` spans; Markdown keeps them, HTML renders them as <code>. Table cells that carry
+Text may hold `code` spans, **bold** and [links](url); Markdown keeps them, HTML renders them. Table cells that carry
 numbers ("82.86 ± 0.05") never wrap in HTML.
 """
 
@@ -133,10 +133,20 @@ figcaption{color:#57606a;font-size:0.9em}
 """
 
 
+BOLD = re.compile(r"\*\*(.+?)\*\*")
+LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def _prose_html(text: str) -> str:
+    """Escaped prose with Markdown's **bold** and [links](url) (notes written for report.md use them)."""
+    text = BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=False))
+    return LINK.sub(lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', text)
+
+
 def inline_html(text: str) -> str:
-    """Escaped text with `code` spans as <code>."""
+    """Escaped text with `code` spans as <code>, **bold** and [links](url)."""
     parts = CODE_SPAN.split(text)
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else _prose_html(p) for i, p in enumerate(parts))
 
 
 def to_html(doc: Document) -> str:

@@ -36,7 +36,8 @@ def point_table(summary: dict, made: dict[int, int]) -> Table:
         mean, std = mean_std(accuracies)
         failed = [m.get("error") or "failed" for m in members if not m["ok"]]
         runs = max((made.get(m["index"], 1) for m in members if m["ok"]), default=1)
-        accuracy = f"{runs} runs: see Results" if runs > 1 else percent(mean, std if len(accuracies) > 1 else None)
+        accuracy = (f"{runs} runs: see Results" if runs > 1 else "not trained" if mean is None and not failed
+                    else percent(mean, std if len(accuracies) > 1 else None))
         table_rows.append([str(json.loads(group[i])) for i in varying]
                           + [accuracy, str(len(accuracies)), "; ".join(failed) if failed else "ok"])
     return Table([keys[i] for i in varying] + ["test acc (%)", "seeds", "status"], table_rows)

@@ -165,7 +165,9 @@ def _pct(value):
 
 
 def comparison_rows(found: list[dict], many_runs: bool) -> tuple[list[str], list[list[str]]]:
-    headers = (["run"] if many_runs else []) + ["level", "% weights", "ticket vs", "ticket (%)", "other (%)",
+    point = "level" if all(c["name"].isdigit() for c in found) else "ticket" if not any(
+        c["name"].isdigit() for c in found) else "level / ticket"
+    headers = (["run"] if many_runs else []) + [point, "% weights", "ticket vs", "ticket (%)", "other (%)",
                                                 "difference (pp)", "95% CI (pp)", "p", "per seed (pp)", "seeds",
                                                 "verdict"]
     rows = []

@@ -25,14 +25,17 @@ KIND_WORDS = {"imp": "IMP levels", "demo": "IMP levels", "prune": "PaI/CTS ticke
 
 
 def _search_cost(run: RunResults) -> str | None:
-    costs = [r.get("search_cost") for records in run.per_seed.values() for r in records if r.get("search_cost")]
+    """What finding the sparsest level's ticket cost, mean over seeds (IMP: every earlier level's training)."""
+    last = max(level["level"] for level in run.levels)
+    costs = [r.get("search_cost") for records in run.per_seed.values() for r in records
+             if r["level"] == last and r.get("search_cost")]
     if not costs:
         return None
     examples = [c.get("total_examples", c.get("train_examples")) for c in costs]
     seconds = [c.get("total_wall_time_seconds", c.get("wall_time_seconds")) for c in costs]
     if any(v is None for v in examples + seconds):
         return None
-    return (f"Search cost per seed (finding the ticket, dense training to k included): "
+    return (f"Search cost of the sparsest ticket, mean over seeds (the trainings of every earlier level): "
             f"{sum(examples) / len(examples):,.0f} training examples, {sum(seconds) / len(seconds):.3g} s.")
 
 
@@ -137,7 +140,6 @@ def write_report(runs: list[RunResults], out_dir: str | Path, title: str, curve_
     last of each run); `command`: what to state as the report's command (default: this process's);
     `extra_sections`: (heading, anchor, blocks) placed after the runs (a sweep's table of its points)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_labels.assign(runs, labels)
     run_labels.curve_names(runs)
     levels_by_run = []
@@ -148,6 +150,7 @@ def write_report(runs: list[RunResults], out_dir: str | Path, title: str, curve_
         else:
             levels_by_run.append(default_curve_levels(run))
     origin = report_origin(command)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after every check: a refused report leaves nothing behind
 
     plots = {"accuracy": out_dir / "accuracy.png", "early_stop": out_dir / "early_stop.png",
              "curves": out_dir / "curves.png"}
