@@ -3,6 +3,7 @@
 import ast
 import gzip
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -237,3 +238,16 @@ def test_version_answers_without_importing_torch():
     assert done.returncode == 0, done.stderr
     version, torch_loaded = done.stdout.split("\n")[:2]
     assert version.startswith("ticketlab ") and torch_loaded == "False"
+
+
+def test_the_top_level_help_is_kept_and_then_printed_without_importing_torch(tmp_path):
+    code = ("import sys; from ticketlab.cli import main; status = main(sys.argv[1:]); "
+            "print('torch' in sys.modules, file=sys.stderr); raise SystemExit(status)")
+    env = {**os.environ, "TICKETLAB_CACHE_DIR": str(tmp_path), "COLUMNS": "100"}
+    first, second, bare = (subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                                          timeout=300, env=env) for args in (["--help"], ["-h"], []))
+    assert [r.returncode for r in (first, second, bare)] == [0, 0, 0]
+    assert [r.stderr.strip() for r in (first, second, bare)] == ["True", "False", "False"]
+    assert first.stdout == second.stdout == bare.stdout
+    assert "usage: ticketlab" in first.stdout and "imp" in first.stdout
+    assert len(list((tmp_path / "cli").glob("help-*.txt"))) == 1

@@ -14,16 +14,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from ticketlab.cachedir import cache_root
 from ticketlab.data.dataset import Dataset
 from ticketlab.files import content_checksum, header_digest, write_bytes_from_any_rank
 
-CACHE_ENV = "TICKETLAB_CACHE_DIR"
 FORMAT = 1  # raise when what a cache file holds, or how a dataset is prepared, changes
 META_KEY = "ticketlab_data_cache"
 TENSORS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "mean", "std")
@@ -31,11 +30,7 @@ TENSORS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "mean", "
 
 def cache_dir() -> Path:
     """The folder cached datasets go to."""
-    if os.environ.get(CACHE_ENV):
-        base = Path(os.environ[CACHE_ENV]).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ticketlab"
-    return base / "data"
+    return cache_root() / "data"
 
 
 def cache_key(name: str, sources: list[Path], options: dict) -> str:
