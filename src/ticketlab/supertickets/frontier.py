@@ -1,9 +1,9 @@
 """Accuracy against effective cost: the table and plot every SuperTickets result is read on.
 
 A point is one run (method, target density) averaged over seeds: test accuracy (found, and retrained
-when the run retrained) against FLOPs per example of its shrunk architecture at its mask. A point is
-on the frontier of a set when no point of the set costs at most as much and is more accurate by
-more than both points' seed standard deviations (`dominates`).
+when the run retrained) against FLOPs per example of its shrunk architecture at its mask. The table
+and plot show the points; whether one is on the frontier is a paired comparison over seeds with the
+baselines that cost no more (benchmarks/supertickets_fashion.py states the rule).
 """
 
 from __future__ import annotations
@@ -41,15 +41,6 @@ def load_points(run_dirs: list[str]) -> list[dict]:
                            "train_examples": summary["train_examples"], "seeds": len(summary["seeds"]),
                            "run_dir": str(run_dir)})
     return points
-
-
-def dominates(a: dict, b: dict) -> bool:
-    """a costs at most what b costs and is more accurate beyond both seed spreads."""
-    return a["flops"] <= b["flops"] and a["accuracy"] - a["accuracy_std"] > b["accuracy"] + b["accuracy_std"]
-
-
-def on_frontier(point: dict, others: list[dict]) -> bool:
-    return not any(dominates(other, point) for other in others)
 
 
 def frontier_table(points: list[dict]) -> str:
