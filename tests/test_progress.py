@@ -6,13 +6,16 @@ import csv
 import importlib.util
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from ticketlab import progress
 from ticketlab.config import TrainConfig, validate_train
@@ -162,3 +165,20 @@ def test_train_log_tensorboard_writes_event_files_in_the_run(cli, tmp_path, one_
     assert res.code == 0, res.err
     run_dir = Path(res.json()["run_dir"])
     assert list((run_dir / "tb").glob("events.out.tfevents.*")) and not (run_dir / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+def test_under_torchrun_every_line_is_printed_once(tmp_path):
+    """Two ranks run the same command; only rank 0 prints its log and progress lines."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = ["train", "--dataset", "synthetic", "--train-subset", "600", "--model", "mlp_16", "--steps", "300it",
+            "--eval-every", "100it", "--batch-size", "32", "--progress-every", "0.2", "--runs-dir", tmp_path / "runs"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+                           "-m", "ticketlab", *map(str, args)], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(("recipe:", "train:"))]
+    assert sum(line.startswith("recipe:") for line in lines) == 1, lines
+    progress_lines = [line for line in lines if line.startswith("train:")]
+    assert progress_lines and all(PROGRESS_LINE.match(line) for line in progress_lines)
+    assert len(set(progress_lines)) == len(progress_lines)  # no line twice, as two ranks would print it
