@@ -140,10 +140,18 @@ def _found_records(seed_dir: Path) -> list[dict]:
     if density is None and result.get("ticket") and Path(result["ticket"]).exists():
         density = read_metadata(result["ticket"])["density"]
     density = 1.0 if density is None else density
-    return [{"level": 0, "density": density, "percent_remaining": 100 * density, "ticket": result.get("ticket"),
-             "flops": found.get("flops"), "test_accuracy": found.get("test_accuracy"),
-             "early_stop_test_accuracy": found.get("early_stop_test_accuracy"),
-             "early_stop_iteration": found.get("early_stop_iteration"), "method": result.get("method")}]
+    trained = _summary(seed_dir) or {}  # a transfer's training (a SuperTickets search has none of its own)
+    record = {"level": 0, "density": density, "percent_remaining": 100 * density, "ticket": result.get("ticket"),
+              "flops": found.get("flops"), "test_accuracy": found.get("test_accuracy"),
+              "early_stop_test_accuracy": found.get("early_stop_test_accuracy", trained.get("early_stop_test_accuracy")),
+              "early_stop_iteration": found.get("early_stop_iteration", trained.get("early_stop_iteration")),
+              "method": result.get("method")}
+    if result.get("search_examples") is not None:  # SuperTickets: the one training that found it
+        record["search_cost"] = {"total_examples": result["search_examples"],
+                                 "total_wall_time_seconds": result.get("find_seconds")}
+    if (seed_dir / METRICS).exists():
+        record["metrics"] = str(seed_dir / METRICS)
+    return [record]
 
 
 READERS: dict[str, Callable[[Path], list[dict]]] = {
