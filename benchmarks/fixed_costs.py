@@ -88,6 +88,16 @@ def data_loading(data_root: str | None) -> dict:
             "same_inputs": bool((cold.stored("train") == stored).all())}
 
 
+# Runs a command and prints its exit code and its own peak RSS. A child forked from a large process starts
+# with that process's pages counted in its peak, so the command is started from this small one instead.
+PEAK_OF = """
+import json, os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:], stdout=open(os.environ["FIXED_COSTS_OUT"], "w"), stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+print(json.dumps({"exit_code": os.waitstatus_to_exitcode(status), "peak_rss_kib": usage.ru_maxrss}))
+"""
+
+
 def one_level(threads: int, data_root: str | None, env: dict) -> dict:
     """`ticketlab train` for one epoch in its own process: wall time and that process's peak RSS."""
     with tempfile.TemporaryDirectory() as runs:
@@ -96,17 +106,16 @@ def one_level(threads: int, data_root: str | None, env: dict) -> dict:
                 "--json"]
         if data_root:
             args += ["--data-root", data_root]
+        out = Path(runs) / "out.json"
         started = time.perf_counter()
-        with open(Path(runs) / "out.json", "w+") as out:
-            process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.DEVNULL)
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage, its peak RSS included
-            process.returncode = os.waitstatus_to_exitcode(status)
-            wall = time.perf_counter() - started
-            if process.returncode != 0:
-                raise SystemExit(f"ticketlab train failed with exit code {process.returncode}")
-            out.seek(0)
-            summary = json.load(out)["summary"]
-    return {"wall_seconds": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        done = subprocess.run([sys.executable, "-c", PEAK_OF, *args], env={**env, "FIXED_COSTS_OUT": str(out)},
+                              check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        measured = json.loads(done.stdout)
+        if measured["exit_code"] != 0:
+            raise SystemExit(f"ticketlab train failed with exit code {measured['exit_code']}")
+        summary = json.loads(out.read_text())["summary"]
+    return {"wall_seconds": round(wall, 2), "peak_rss_mib": round(measured["peak_rss_kib"] / 1024, 1),
             "test_accuracy": summary["test_accuracy"], "step_time_seconds": summary["step_time_seconds"],
             "machine": summary["machine"]}
 
