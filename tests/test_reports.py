@@ -183,3 +183,33 @@ def test_the_html_report_renders_in_headless_chromium(cli, runs, tmp_path):
     ids = set(re.findall(r'id="([^"]+)"', dom))
     assert set(SECTIONS) <= ids and 'id="points"' not in dom
     assert dom.count("<img") == 3 and dom.count("<table") >= 4
+
+
+def fake_run(folder: Path, kind: str, result: dict, summary: dict | None = None) -> Path:
+    """A run folder as the layers / supertickets jobs leave it (result.json and summary.json per seed)."""
+    (folder / "seed-0").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"kind": kind, "config": {"model": {"model": "m"}}, "identity": {}}))
+    (folder / "seed-0" / "result.json").write_text(json.dumps(result))
+    if summary:
+        (folder / "seed-0" / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_layer_tickets_and_supertickets_are_read_with_their_baselines(tmp_path):
+    layers = fake_run(tmp_path / "layers-x", "layers",
+                      {"test_accuracy": 0.8, "early_stop_test_accuracy": 0.79, "dense_test_accuracy": 0.85,
+                       "ticket_costs": {"parameters": 600, "flops": 1000}, "dense_costs": {"parameters": 800, "flops": 2000},
+                       "method": "layers-grasp"}, {"early_stop_iteration": 40})
+    run = load_run(layers)
+    assert run.levels[0]["percent_remaining"] == pytest.approx(75.0) and run.levels[0]["flops"] == 1000
+    assert run.control_kinds() == ["dense"] and run.levels[0]["control_dense_test_accuracy"] == 0.85
+    found = fake_run(tmp_path / "supertickets-y", "supertickets",
+                     {"density": 0.3, "found": {"test_accuracy": 0.7, "flops": 500}, "search_examples": 1200,
+                      "method": "supertickets"})
+    paths = write_report([run, load_run(found)], tmp_path / "out", "structured", csv=True)
+    with open(paths["csv"]) as handle:
+        rows = {(r["run"], r["series"]): r for r in csv.DictReader(handle)}
+    assert float(rows[("layers", "dense")]["test_accuracy_pct"]) == pytest.approx(85.0)
+    assert float(rows[("supertickets", "ticket")]["percent_remaining"]) == pytest.approx(30.0)
+    text = Path(paths["report"]).read_text()
+    assert "1,200" in text and "dense (baseline)" in text  # the search cost, and the ticket vs its dense network
