@@ -232,3 +232,14 @@ def test_show_states_what_inputs_a_ticket_and_its_exports_take(mlp_ticket, cli):
     text = cli("show", mlp_ticket).out
     line = next(line for line in text.splitlines() if line.strip().startswith("inputs"))
     assert "(20,) standardized" in line and "raw inputs" in line
+
+
+def test_an_export_whose_training_data_is_missing_says_where_to_point(mlp_ticket, tmp_path, cli):
+    ticket = load_ticket(mlp_ticket)
+    elsewhere = tmp_path / "elsewhere.safetensors"
+    # Data held in memory by a process that has ended: nothing to read the statistics from.
+    provenance = ticket.provenance.replace(data_config=DataConfig(dataset="memory-0123456789abcdef"))
+    Ticket(ticket.architecture, ticket.mask, ticket.init_state, ticket.trained_state, provenance).save(elsewhere)
+    res = cli("export", elsewhere, "--format", "dense", "--out", tmp_path / "d.safetensors")
+    assert res.code == 2 and res.err.count("\n") == 1 and "--data-root" in res.err and "data=" in res.err
+    assert not (tmp_path / "d.safetensors").exists()

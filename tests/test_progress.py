@@ -182,3 +182,12 @@ def test_under_torchrun_every_line_is_printed_once(tmp_path):
     progress_lines = [line for line in lines if line.startswith("train:")]
     assert progress_lines and all(PROGRESS_LINE.match(line) for line in progress_lines)
     assert len(set(progress_lines)) == len(progress_lines)  # no line twice, as two ranks would print it
+
+
+def test_a_bad_progress_interval_is_refused_in_one_line(cli, tmp_path):
+    for bad in ("0", "-5", "nan"):
+        res = cli("train", "--progress-every", bad, "--runs-dir", tmp_path / "runs")
+        assert res.code == 2 and res.err.count("\n") == 1 and "--progress-every" in res.err
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(TicketlabError, match="--progress-every"):
+        progress.configure(every=0)

@@ -89,7 +89,7 @@ def training_normalization(ticket: Ticket, data_root: str | None = None, data=No
             data = load_data_config(config)
         except TicketlabError as exc:
             raise TicketlabError(f"exports take raw inputs and fold in the standardization of the ticket's training "
-                                 f"data, which could not be read: {exc}") from None
+                                 f"data, which could not be read ({exc}); give --data-root, or data= to tl.export") from None
     if getattr(data, "normalization", None) is None:
         raise TicketlabError(f"dataset {data.name} records no input standardization to fold into the export")
     mean, std = data.normalization
