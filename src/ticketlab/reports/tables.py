@@ -5,6 +5,7 @@ three-valued verdicts of ticketlab.stats), and the rows of report.csv / report.j
 from __future__ import annotations
 
 from ticketlab import stats
+from ticketlab.errors import TicketlabError
 from ticketlab.reports.loading import RunResults
 from ticketlab.ticket import read_metadata
 
@@ -107,7 +108,7 @@ def chance_accuracy(run: RunResults) -> float | None:
             if ticket:
                 try:
                     classes = read_metadata(ticket).get("architecture", {}).get("num_classes")
-                except Exception:  # noqa: BLE001 - a ticket file the report cannot read just says nothing here
+                except (TicketlabError, OSError):  # a ticket the report cannot read only leaves chance unknown
                     classes = None
                 return 1 / classes if classes else None
     return None
