@@ -77,6 +77,29 @@ def test_channels_last_trains_a_conv_net_masked_and_resumes_exactly(tmp_path, on
         assert torch.all(params[name][~mask[name]] == 0), name
 
 
+def test_a_bf16_run_resumes_exactly(tmp_path, tiny_data, one_thread):
+    cfg = TrainConfig(steps="3ep", eval_every="5it", batch_size=50, momentum=0.9, precision="bf16")
+    full = create_model("mlp_32_16", tiny_data.input_shape, tiny_data.num_classes, seed=1)
+    train(full, tiny_data, cfg, out_dir=tmp_path / "full", data_seed=1, quiet=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_mid_epoch(iteration, x, y):
+        if iteration == 17:
+            raise Stop
+        return x, y
+
+    stopped = create_model("mlp_32_16", tiny_data.input_shape, tiny_data.num_classes, seed=1)
+    with pytest.raises(Stop):
+        train(stopped, tiny_data, cfg, out_dir=tmp_path / "resumed", data_seed=1, quiet=True, batch_hook=stop_mid_epoch)
+    resumed = create_model("mlp_32_16", tiny_data.input_shape, tiny_data.num_classes, seed=2)
+    train(resumed, tiny_data, cfg, out_dir=tmp_path / "resumed", data_seed=1, quiet=True)
+    for key, value in full.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert (tmp_path / "full" / "metrics.jsonl").read_text() == (tmp_path / "resumed" / "metrics.jsonl").read_text()
+
+
 def test_deterministic_mode_reruns_identically_and_restores_the_global_setting(tmp_path, tiny_data, one_thread):
     cfg = TrainConfig(steps="12it", eval_every="6it", batch_size=32, deterministic=True)
     weights = []
