@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from ticketlab.config import DataConfig, TrainConfig
-from ticketlab.data import load_dataset
+from ticketlab.data import Dataset, load_dataset
 from ticketlab.data.idx_sets import load_fashion_mnist
 from ticketlab.data.roots import resolve_data_root
 from ticketlab.deploy.compact import load_compact
 from ticketlab.deploy.export import export_ticket, load_exported, ticket_model
 from ticketlab.deploy.flops import count
+from ticketlab.deploy.infer import run_inference
 from ticketlab.deploy.sparse import CsrLinear, sparsify
 from ticketlab.mask import Mask
 from ticketlab.models import create_model
@@ -243,3 +244,16 @@ def test_an_export_whose_training_data_is_missing_says_where_to_point(mlp_ticket
     res = cli("export", elsewhere, "--format", "dense", "--out", tmp_path / "d.safetensors")
     assert res.code == 2 and res.err.count("\n") == 1 and "--data-root" in res.err and "data=" in res.err
     assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_data_ticketlab_never_standardized_goes_into_an_export_as_it_is(mlp_ticket, tmp_path, one_thread):
+    """A Dataset made directly (no normalization recorded): the export takes the inputs as the ticket does."""
+    x, y = torch.randn(40, 20), torch.randint(0, 10, (40,))
+    data = Dataset(name="given", train_x=x, train_y=y, val_x=x, val_y=y, test_x=x, test_y=y, num_classes=10,
+                   augment="none")
+    out = tmp_path / "given.dense.safetensors"
+    export_ticket(mlp_ticket, "dense", out, data=data)
+    loaded = load_exported(out)
+    expected = outputs(ticket_model(load_ticket(mlp_ticket)), x)
+    assert torch.allclose(outputs(loaded.run, x), expected, atol=1e-5)
+    assert run_inference(str(out), data=data)["test_accuracy"] == run_inference(str(mlp_ticket), data=data)["test_accuracy"]

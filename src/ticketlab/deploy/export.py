@@ -80,7 +80,8 @@ class RawInputs(nn.Module):
 
 def training_normalization(ticket: Ticket, data_root: str | None = None, data=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-channel (mean, std) the ticket's inputs were standardized with: its training data's,
-    read from `data` when given, else loaded with the data config the ticket records."""
+    read from `data` when given, else loaded with the data config the ticket records; (0, 1) for a
+    Dataset ticketlab never standardized (made directly), whose inputs the export takes as given."""
     if data is None:
         try:
             config = ticket.data_config()
@@ -90,8 +91,9 @@ def training_normalization(ticket: Ticket, data_root: str | None = None, data=No
         except TicketlabError as exc:
             raise TicketlabError(f"exports take raw inputs and fold in the standardization of the ticket's training "
                                  f"data, which could not be read ({exc}); give --data-root, or data= to tl.export") from None
-    if getattr(data, "normalization", None) is None:
-        raise TicketlabError(f"dataset {data.name} records no input standardization to fold into the export")
+    if getattr(data, "normalization", None) is None:  # a Dataset made directly: its inputs are used as given
+        shape = (1, data.input_shape[0]) + (1,) * (len(data.input_shape) - 1)
+        return torch.zeros(shape), torch.ones(shape)
     mean, std = data.normalization
     return mean, std
 
