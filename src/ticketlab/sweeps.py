@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from ticketlab import checks
+from ticketlab import checks, machine
 from ticketlab.commands.build import build, slots
 from ticketlab.commands.failures import describe
 from ticketlab.commands.registry import command as registered_command
@@ -199,7 +199,7 @@ def run_local(name: str, pending: dict[int, dict], workers: int, on_done) -> Non
         for index, given in pending.items():
             on_done(index, run_point(name, given))
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = machine.threads_per_worker(workers)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=worker_setup,
                                                 initargs=(threads,)) as pool:
