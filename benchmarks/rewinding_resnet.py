@@ -16,11 +16,19 @@ import json
 from pathlib import Path
 
 import ticketlab as tl
+from ticketlab import stats
 from ticketlab.files import write_bytes
 from ticketlab.reports.loading import load_run
 from ticketlab.reports.writer import write_report
 
 REPO = Path(__file__).resolve().parents[1]
+CHANCE = 0.1  # ten classes
+MATCH_TOLERANCE = 0.005  # "matching": not more than 0.5 pp below the dense network
+
+
+def by_seed(per_seed: dict[int, list[dict]], level: int) -> dict[int, float]:
+    """Each seed's test accuracy at an IMP level."""
+    return {seed: r["test_accuracy"] for seed, records in per_seed.items() for r in records if r["level"] == level}
 
 
 def main():
@@ -30,6 +38,8 @@ def main():
     parser.add_argument("--levels", default="5")
     parser.add_argument("--k", default="1ep", help="the rewind step of the LTR run")
     parser.add_argument("--seed", default="0", help="seed, or comma-separated seeds (run one at a time, then all together to report)")
+    parser.add_argument("--bn-reestimate", type=int, default=0,
+                        help="re-estimate BatchNorm statistics at each interpolation point on this many batches")
     parser.add_argument("--runs-dir", default=str(REPO / "runs" / "benchmarks"))
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "rewinding-resnet20"))
     args = parser.parse_args()
@@ -42,27 +52,34 @@ def main():
     reset = tl.imp("resnet20", data, recipe, rewind_step="0it", **imp)
     rewind = tl.imp("resnet20", data, recipe, rewind_step=args.k, **imp)
     dense_ticket = reset.levels[0].ticket_paths[0]
-    barriers = {k: tl.stability(dense_ticket, rewind_step=k, points=7, runs_dir=args.runs_dir) for k in ("0it", args.k)}
+    barriers = {k: tl.stability(dense_ticket, rewind_step=k, points=7, bn_reestimate=args.bn_reestimate,
+                                runs_dir=args.runs_dir) for k in ("0it", args.k)}
 
     runs = [load_run(reset.run_dir), load_run(rewind.run_dir)]
     dense = runs[0].levels[0]["test_accuracy"]
     lines = []
+    matched = []
     for name, result in (("reset to θ₀", runs[0]), (f"rewind to k={args.k}", runs[1])):
-        matching = [r for r in result.levels[1:] if r["test_accuracy"] >= dense - 0.005]
-        lines.append(f"- **{name}**: {len(matching)} of {len(result.levels) - 1} pruned levels within 0.5 pp of the dense "
-                     f"accuracy {100 * dense:.2f}% (sparsest: {result.levels[-1]['percent_remaining']:.1f}% of weights at "
-                     f"{100 * result.levels[-1]['test_accuracy']:.2f}%).")
-    matched = [len([r for r in run.levels[1:] if r["test_accuracy"] >= dense - 0.005]) == len(run.levels) - 1
-               for run in runs]
+        # Each level against the dense network of the same seed (level 0 of the same run: the same θ₀ and data order).
+        per_level = {r["percent_remaining"]: stats.verdict(
+            stats.paired(by_seed(result.per_seed, r["level"]), by_seed(result.per_seed, 0)), -MATCH_TOLERANCE,
+            chance=CHANCE, must_train="b", names=("the ticket", "the dense network")) for r in result.levels[1:]}
+        matched.append(stats.combine(per_level.values(), "pruned levels"))
+        lines.append(f"- **{name}, tickets within 0.5 pp of the dense accuracy ({100 * dense:.2f}%) at every level: "
+                     f"{matched[-1].label}** ({matched[-1].reason}). "
+                     + "; ".join(f"{p:.1f}%: {v.label}, {v.reason}" for p, v in per_level.items()) + ".")
     sparsest = runs[0].levels[-1]["percent_remaining"]
-    if all(matched):
-        lines.append(f"- **Reset vs rewinding: no difference at these densities.** Both match the dense network down "
-                     f"to {sparsest:.1f}% of the weights; the paper sees reset fail at higher sparsity, which this run "
-                     "does not reach.")
-    elif matched[1] and not matched[0]:
-        lines.append("- **Reset vs rewinding: rewinding finds matching tickets where reset does not**, as the paper reports.")
+    reset_match, rewind_match = matched
+    if rewind_match.label == stats.NOT_SUPPORTED:
+        claim = stats.Verdict(stats.NOT_SUPPORTED, "rewinding does not match at every level")
+    elif reset_match.label == stats.NOT_SUPPORTED and rewind_match.label == stats.SUPPORTED:
+        claim = stats.Verdict(stats.SUPPORTED, "rewinding matches at every level and reset does not")
+    elif reset_match.label == stats.SUPPORTED and rewind_match.label == stats.SUPPORTED:
+        claim = stats.Verdict(stats.INCONCLUSIVE, f"both match down to {sparsest:.1f}% of the weights; the paper sees "
+                                                  "reset fail at higher sparsity, which this run does not reach")
     else:
-        lines.append("- **Reset vs rewinding: the paper's difference does not show** (rewinding does not match at every level).")
+        claim = stats.Verdict(stats.INCONCLUSIVE, f"reset: {reset_match.label}, rewinding: {rewind_match.label}")
+    lines.append(f"- **Rewinding finds matching tickets where reset to θ₀ does not: {claim.label}** ({claim.reason}).")
     for k, b in barriers.items():
         lines.append(f"- **Instability of the dense network from k={k}**: error barrier {100 * b.barrier:.2f} pp "
                      f"(test error along the path: {', '.join(f'{100 * x:.1f}' for x in b.test_errors)}).")
@@ -74,7 +91,12 @@ def main():
              f"{datetime.date.today().isoformat()} on 2 CPU cores; its trainings took {trained:.0f} minutes in all "
              "(a rerun reuses finished work and only rewrites this report).",
              "", "Reduced scale: a training subset of Fashion-MNIST, 1,000 validation and the first 2,000 test images, "
-             f"{args.epochs} epochs per training.", "", "## What the data shows", "", *lines, "",
+             f"{args.epochs} epochs per training.",
+             "", f"Verdicts: {stats.RULE}; “matching” means not more than 0.5 pp below the dense network of the same "
+             "seed. The barriers interpolate BatchNorm statistics with the weights"
+             + (f", re-estimated at each point on {args.bn_reestimate} training batches" if args.bn_reestimate else
+                " (--bn-reestimate N re-estimates them at each point instead)") + ".",
+             "", "## What the data shows", "", *lines, "",
              *[f"![error along the linear path between two copies trained from k={k}](barrier-{k}.png)"
                for k in barriers]]
     write_report(runs, args.out, "Rewinding matters: ResNet-20 on Fashion-MNIST (reduced scale)", notes=notes)
