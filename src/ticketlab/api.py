@@ -468,7 +468,8 @@ def layer_tickets(model, data: Dataset, recipe: TrainConfig | None = None, *, re
     """Layer tickets: remove the `remove` lowest-scored residual blocks of a ResNet at θ₀ (`criterion`
     grasp, snip, magnitude or random), rebuild it shallower and train it with `recipe`, next to the dense
     network of the same recipe (trained once, reused). layer_options: aggregate, at, min_per_stage,
-    score_batches, score_batch_size; `power_watts`: the figure of the energy estimate."""
+    score_batches, score_batch_size, grasp_batches ("halves", the default, or "whole": which examples share
+    GraSP's BatchNorm statistics); `power_watts`: the figure of the energy estimate."""
     configs = {"data": _data_config(data), "model": _model_config(model), "train": _recipe(recipe),
                "layers": _options(LayerConfig, layer_options, criterion=criterion, remove=remove)}
     seeds = _seeds(seeds)
