@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ticketlab.config import DataConfig, TrainConfig
-from ticketlab.deploy.export import ticket_model
+from ticketlab.deploy.export import export_ticket, ticket_model
 from ticketlab.errors import TicketlabError
 from ticketlab.mask import Mask
 from ticketlab.models import create_model, model_from_architecture
@@ -237,6 +237,15 @@ def test_the_owner_verifies_a_rescaled_permuted_densified_copy_in_any_package(ow
     assert attacked["test_accuracy"] == pytest.approx(owner["test_accuracy"], abs=0.01)
     result = jobs.verify_job(out, owner["key_path"], owner["claim"])
     assert result["verified"] and result["agreeing_bits"] >= 0.95 * CURRENT.bits, result
+    assert jobs.verify_job(out, owner["key_path"], owner["claim"], True)["verified"]
+
+
+@pytest.mark.parametrize("fmt", ["dense", "onnx"])
+def test_the_owner_verifies_the_deployable_export_that_takes_raw_inputs(owner, tmp_path, fmt):
+    """`ticketlab export` folds the input standardization in: both tests read the network behind it."""
+    out = tmp_path / ("export.onnx" if fmt == "onnx" else "export.safetensors")
+    assert export_ticket(owner["ticket"], fmt, out)["inputs"] == "raw"
+    assert jobs.verify_job(out, owner["key_path"], owner["claim"])["verified"]
     assert jobs.verify_job(out, owner["key_path"], owner["claim"], True)["verified"]
 
 
