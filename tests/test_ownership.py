@@ -240,7 +240,7 @@ def test_the_owner_verifies_a_rescaled_permuted_densified_copy_in_any_package(ow
     assert jobs.verify_job(out, owner["key_path"], owner["claim"], True)["verified"]
 
 
-@pytest.mark.parametrize("fmt", ["dense", "onnx"])
+@pytest.mark.parametrize("fmt", ["dense", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_the_owner_verifies_the_deployable_export_that_takes_raw_inputs(owner, tmp_path, fmt):
     """`ticketlab export` folds the input standardization in: both tests read the network behind it."""
     out = tmp_path / ("export.onnx" if fmt == "onnx" else "export.safetensors")
