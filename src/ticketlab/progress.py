@@ -124,10 +124,11 @@ class Display:
     """Draws the trainings of one process (and those its seed workers send): bars on a terminal, else a
     line per training every `every` seconds. Keys name trainings (a seed, or a label when no seed runs)."""
 
-    def __init__(self, terminal: bool, every: float, seeds: list[int] | None = None):
+    def __init__(self, terminal: bool, every: float, seeds: list[int] | None = None, parallel: bool = False):
         self.terminal, self.every = terminal, every
         first = 1 if seeds and len(seeds) > 1 else 0  # below the overall bar, when there is one
-        self.positions = {seed: first + i for i, seed in enumerate(seeds)} if seeds else {}
+        # Seeds running at once get a line each; seeds run one after another share one.
+        self.positions = {seed: first + (i if parallel else 0) for i, seed in enumerate(seeds)} if seeds else {}
         self.trainings: dict = {}
         self.lock = threading.Lock()
         self.overall = None
@@ -300,7 +301,7 @@ def seed_display(seeds: list[int], parallel: bool):
     if _channel is not None or _display is not None or not printing():
         yield None
         return
-    _display = Display(_is_terminal(), _settings["every"], seeds)
+    _display = Display(_is_terminal(), _settings["every"], seeds, parallel)
     channel, listener = None, None
     if parallel:
         channel = multiprocessing.get_context("spawn").Queue()
