@@ -16,7 +16,7 @@ from ticketlab.mask import Mask
 from ticketlab.models import create_model
 from ticketlab.multitrain import Member, sequential_reason, train_together
 from ticketlab.pruning import magnitude_prune
-from ticketlab.trainer import CHECKPOINT, REWIND, train
+from ticketlab.trainer import CHECKPOINT, REWIND, build_optimizer, train
 
 # Members equal their solo runs up to floating-point reassociation in the batched products: after these short
 # trainings every weight and every recorded loss agrees within TOLERANCE (measured differences: ~1e-7).
@@ -24,13 +24,34 @@ TOLERANCE = 1e-5
 CFG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, steps="40it", eval_every="10it")
 
 
-def members_of(data, root: Path, seeds=(0, 1, 2), data_seeds=(5, 5, 6), densities=(1.0, 0.5, 0.3)):
+class TanhNet(nn.Module):
+    """A model of one's own (not ticketlab's MLP): trained through vmap rather than grouped layers."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = nn.Linear(20, 24)
+        self.classifier = nn.Linear(24, 10)
+
+    def forward(self, x):
+        return self.classifier(torch.tanh(self.fc(x)))
+
+
+def mlp(data, seed):
+    return create_model("mlp_32_16", data.input_shape, data.num_classes, seed=seed)
+
+
+def tanh_net(data, seed):
+    return TanhNet(seed)
+
+
+def members_of(data, root: Path, seeds=(0, 1, 2), data_seeds=(5, 5, 6), densities=(1.0, 0.5, 0.3), build=mlp):
     """Fresh models of one architecture, each with its own init seed, data seed and magnitude mask."""
     members = []
     for index, (seed, data_seed, density) in enumerate(zip(seeds, data_seeds, densities)):
-        model = create_model("mlp_32_16", data.input_shape, data.num_classes, seed=seed)
+        model = build(data, seed)
         mask = magnitude_prune(Mask.ones(model), dict(model.named_parameters()), 1 - density, "global",
-                               model.output_name)
+                               getattr(model, "output_name", "classifier"))
         members.append(Member(model, root / f"member-{index}", data_seed, mask, snapshot_at=4, label=f"m{index}"))
     return members
 
@@ -56,9 +77,11 @@ def assert_close_runs(a: Path, b: Path) -> None:
                 assert y[key] == pytest.approx(value, abs=TOLERANCE), key
 
 
-def test_each_member_matches_its_solo_run(tiny_data, tmp_path, one_thread):
-    solo = solo_runs(tiny_data, tmp_path / "solo")
-    group = members_of(tiny_data, tmp_path / "group")
+@pytest.mark.parametrize("build", [mlp, tanh_net])  # grouped layers, vmap
+@pytest.mark.parametrize("data_seeds", [(5, 5, 6), (5, 5, 5)])  # a batch per member, one batch shared
+def test_each_member_matches_its_solo_run(tiny_data, tmp_path, one_thread, build, data_seeds):
+    solo = solo_runs(tiny_data, tmp_path / "solo", build=build, data_seeds=data_seeds)
+    group = members_of(tiny_data, tmp_path / "group", build=build, data_seeds=data_seeds)
     assert sequential_reason(group, CFG) is None
     summaries = train_together(group, tiny_data, CFG, quiet=True)
     assert len(summaries) == len(solo)
@@ -80,6 +103,8 @@ def test_each_member_matches_its_solo_run(tiny_data, tmp_path, one_thread):
                 assert torch.allclose(ours[key].float(), theirs[key].float(), atol=TOLERANCE, rtol=0), (name, key)
     # the members really differ from one another (distinct inits, masks, data orders)
     assert not torch.equal(group[0].model.classifier.weight, group[1].model.classifier.weight)
+    runs = [multitrain._Run(m, build_optimizer(m.model, CFG), {}) for m in group]
+    assert (multitrain._Stacked(runs, [0, 1, 2], CFG).mlp_layers is None) == (build is tanh_net)
 
 
 def test_masked_weights_stay_exactly_zero(tiny_data, tmp_path, one_thread):

@@ -34,6 +34,7 @@ from ticketlab.data import Dataset
 from ticketlab.errors import TicketlabError
 from ticketlab.files import read_json, write_json, write_jsonl, write_safetensors
 from ticketlab.mask import Mask
+from ticketlab.models.mlp import MLP
 from ticketlab.trainer import (CHECKPOINT, EVAL_BATCH, REWIND, REWIND_OPTIMIZER, TRAIN_EVAL_SAMPLE, Schedule,
                                TrainingBatches, _load_checkpoint, _load_optimizer_state, _save_checkpoint,
                                build_optimizer, device_settings, set_learning_rate, summarize, train)
@@ -171,6 +172,7 @@ class _Stacked:
         self.runs, self.real = runs, real
         self.template = runs[0].member.model
         self.names = [name for name, _ in self.template.named_parameters()]
+        self.mlp_layers = None
         per_member = [dict(r.member.model.named_parameters()) for r in runs]
         holder = nn.ParameterList(torch.stack([p[name].detach() for p in per_member]) for name in self.names)
         self.params = list(holder)
@@ -185,6 +187,10 @@ class _Stacked:
         self.masked_params = [self.params[self.names.index(name)] for name in masked]
         self.masks = [torch.stack([_keep(r.member.mask, name, p) for r, p in zip(runs, self._member_views(name))])
                       for name in masked]
+        if type(self.template) is MLP:
+            stacked = dict(zip(self.names, self.params))
+            layers = [f"hidden.{i}" for i in range(len(self.template.hidden))] + ["classifier"]
+            self.mlp_layers = [(stacked[f"{layer}.weight"], stacked[f"{layer}.bias"]) for layer in layers]
 
     def _member_views(self, name: str) -> list[torch.Tensor]:
         return list(self.params[self.names.index(name)].detach().unbind(0))
@@ -196,9 +202,31 @@ class _Stacked:
 
     def logits(self, x: torch.Tensor, per_member_input: bool) -> torch.Tensor:
         """Every member's logits for its input: x is shared, or one input per member along dimension 0."""
+        if self.mlp_layers is not None:
+            return self._mlp_logits(x, per_member_input)
+
         def forward(params, inputs):
             return functional_call(self.template, dict(zip(self.names, params)), (inputs,))
         return vmap(forward, in_dims=(0, 0 if per_member_input else None))(self.params, x)
+
+    def _mlp_logits(self, x: torch.Tensor, per_member_input: bool) -> torch.Tensor:
+        """ticketlab's MLPs as grouped layers, the forward of models.mlp.MLP for all members: on 2 CPU cores it
+        costs about a third less than vmap's batching of the same products. A shared input meets every member's
+        first layer in one matrix product (the weights side by side); later layers are batched products."""
+        last = len(self.mlp_layers) - 1
+        if per_member_input:
+            h, first = x.flatten(2), 0
+        else:
+            weight, bias = self.mlp_layers[0]
+            members, batch = weight.shape[0], x.shape[0]
+            h = F.linear(x.flatten(1), weight.flatten(0, 1), bias.flatten()).view(batch, members, -1).transpose(0, 1)
+            h, first = (torch.relu(h) if last > 0 else h), 1
+        for index in range(first, last + 1):
+            weight, bias = self.mlp_layers[index]
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+            if index < last:
+                h = torch.relu(h)
+        return h
 
     @torch.no_grad()
     def write_back(self, which: list[int] | None = None) -> None:
