@@ -192,7 +192,9 @@ def test_every_call_names_and_stores_the_run_its_command_does(cli, tmp_path, one
                 layers)["tickets"] == layers.tickets
     filters = tl.filter_tickets(layers.tickets[0], runs_dir=runs)
     assert same(["filters", "--match-ticket", layers.tickets[0]], filters)["tickets"] == filters.tickets
-    assert filters.result["ticket_conv_filters"] == layers.result["ticket_conv_filters"]
+    # Matched by FLOPs (the default) to the same seed's layer ticket: never the more expensive network.
+    assert filters.result["match"] == "flops"
+    assert filters.result["ticket_flops"] <= layers.result["ticket_flops"] == filters.result["per_seed"]["0"]["match_target"]
     robust = tl.robustness([layers.ticket, filters.ticket])
     assert cli("robustness", layers.tickets[0], filters.tickets[0], "--json").json()["rows"] == robust.rows
 
