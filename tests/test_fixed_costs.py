@@ -103,6 +103,16 @@ def test_prepared_data_is_cached_reused_and_rewritten_when_damaged(mnist_root, m
     assert len(list(cache_dir().glob("mnist-*.safetensors"))) == 3
 
 
+def test_a_cache_write_removes_what_killed_writers_left(mnist_root):
+    root, _ = mnist_root
+    cache_dir().mkdir(parents=True)
+    dead_writer = 2**22 + 12345  # above the largest pid Linux allows: no such process
+    leftover = cache_dir() / f".mnist-0123.safetensors.{dead_writer}.x1y2.tmp"
+    leftover.write_bytes(b"half a file")
+    load(root)
+    assert not leftover.exists() and len(list(cache_dir().glob("mnist-*.safetensors"))) == 1
+
+
 def test_a_run_loads_its_data_once_until_the_files_change(mnist_root):
     root, _ = mnist_root
     first = load_dataset("mnist", data_root=root, val_size=50, reuse=True)

@@ -21,7 +21,8 @@ from safetensors.torch import save as safetensors_bytes
 
 from ticketlab.cachedir import cache_root
 from ticketlab.data.dataset import Dataset
-from ticketlab.files import content_checksum, header_digest, write_bytes_from_any_rank
+from ticketlab.files import (content_checksum, header_digest, remove_stale_temporaries,
+                             write_bytes_from_any_rank)
 
 FORMAT = 1  # raise when what a cache file holds, or how a dataset is prepared, changes
 META_KEY = "ticketlab_data_cache"
@@ -96,7 +97,8 @@ def write_cached(path: Path, key: str, data: Dataset) -> None:
                    std=data.normalization[1])
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"key": key, "name": data.name, "num_classes": data.num_classes, "augment": data.augment}
-    meta["checksum"] = content_checksum(safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}),
-                                        META_KEY)
+    meta["checksum"] = content_checksum(safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)}), META_KEY)
     with contextlib.suppress(OSError):
-        write_bytes_from_any_rank(path, safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+        if path.parent.is_dir():  # what writers killed mid-write left behind
+            remove_stale_temporaries(path.parent)
+        write_bytes_from_any_rank(path, safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)}))
