@@ -240,6 +240,7 @@ def test_version_answers_without_importing_torch():
     assert version.startswith("ticketlab ") and torch_loaded == "False"
 
 
+@pytest.mark.slow
 def test_the_top_level_help_is_kept_and_then_printed_without_importing_torch(tmp_path):
     code = ("import sys; from ticketlab.cli import main; status = main(sys.argv[1:]); "
             "print('torch' in sys.modules, file=sys.stderr); raise SystemExit(status)")
