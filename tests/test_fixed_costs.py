@@ -206,7 +206,11 @@ def test_default_threads_share_the_cores_and_back_off_on_a_busy_machine(monkeypa
     monkeypatch.setattr(machine, "cores", lambda: 16)
     monkeypatch.setattr(machine, "_SHARE", {})
     monkeypatch.setattr(machine, "load_average", lambda: [0.5, 0.5, 0.5])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert machine.default_threads() == machine.MAX_DEFAULT_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # set by the user: respected
+    assert machine.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert machine.threads_per_worker(8) == 2 and machine.threads_per_worker(64) == 1
     monkeypatch.setattr(machine, "load_average", lambda: [16.0, 9.0, 3.0])
     assert machine.default_threads() == 1

@@ -3,7 +3,7 @@
 Small networks gain little from more than a few threads, and on a busy machine extra threads spin and
 wait for cores that others hold (two threads per process ran up to ten times slower than one on a shared
 two-core machine). So unless `--threads` says otherwise, a training uses its process's share of the cores,
-at most MAX_DEFAULT_THREADS, and one thread when the machine is already busy (a 1-minute load average of
+at most MAX_DEFAULT_THREADS (or OMP_NUM_THREADS when set), and one thread when the machine is already busy (a 1-minute load average of
 at least its cores). Seed workers get their share from their pool (`share_threads`). Every training's
 summary records the threads, the cores and the load average at its start, since timings mean little
 without them.
@@ -48,9 +48,13 @@ def share_threads(threads: int) -> None:
 
 
 def default_threads() -> int:
-    """A worker's share; else the cores up to MAX_DEFAULT_THREADS, or 1 on a machine already busy."""
+    """A worker's share; else OMP_NUM_THREADS when the user set it; else the cores up to MAX_DEFAULT_THREADS,
+    or 1 on a machine already busy."""
     if "threads" in _SHARE:
         return _SHARE["threads"]
+    requested = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if requested.isdigit() and int(requested) > 0:  # the usual way to pin threads: respect it
+        return int(requested)
     load = load_average()
     if load is not None and load[0] >= cores():
         return 1
