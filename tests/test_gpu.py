@@ -32,6 +32,11 @@ def images():
     return load_dataset("synthetic-images", train_subset=400)
 
 
+@pytest.fixture(scope="module")
+def learnable_images():
+    return load_dataset("synthetic-images")  # 1,800 training images: conv2 reaches ~78% in 200 steps
+
+
 def random_mask(model, density=0.3, seed=0):
     generator = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
@@ -82,8 +87,9 @@ def test_batches_on_the_gpu_are_the_cpu_batches(cuda):
 
 @pytest.mark.parametrize("options", [{}, {"precision": "bf16"}, {"precision": "fp16"}, {"channels_last": True},
                                      {"precision": "bf16", "channels_last": True, "compile": True}])
-def test_training_on_the_gpu_learns_like_the_cpu_and_keeps_the_mask(cuda, images, tmp_path, options):
-    base = dict(steps="3ep", eval_every="1ep", batch_size=50, lr=0.05, momentum=0.9)
+def test_training_on_the_gpu_learns_like_the_cpu_and_keeps_the_mask(cuda, learnable_images, tmp_path, options):
+    images = learnable_images
+    base = dict(steps="200it", eval_every="100it", batch_size=50, lr=0.05, momentum=0.9)
     accuracy = {}
     for device in ("cpu", "cuda"):
         model = create_model("conv2", images.input_shape, images.num_classes, seed=0)
@@ -95,7 +101,8 @@ def test_training_on_the_gpu_learns_like_the_cpu_and_keeps_the_mask(cuda, images
         assert_masked_zero(model, mask)
         assert 0 < summary["step_time_seconds"] <= summary["wall_time_seconds"]
     assert next(model.parameters()).is_cuda and all(p.is_contiguous() for p in model.parameters())
-    assert abs(accuracy["cuda"] - accuracy["cpu"]) <= 0.1, accuracy
+    assert accuracy["cpu"] > 0.6  # it learned, so the comparison means something
+    assert abs(accuracy["cuda"] - accuracy["cpu"]) <= 0.05, accuracy
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
