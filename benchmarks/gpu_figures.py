@@ -3,14 +3,14 @@
   resnet20_epoch   a ResNet-20 training epoch on 50,000 CIFAR-shaped 8-bit images (random pixels and
                    labels: the arithmetic of CIFAR-10 without the download), batch 128, SGD with momentum,
                    flip-crop augmentation, at fp32, at bf16 (channels-last) and bf16 compiled. Each is
-                   timed over whole epochs of the trainer's own loop (batch gather, augmentation, step,
+                   timed over a whole epoch of the trainer's own loop (batch gather, augmentation, step,
                    the counters read back at the epoch's end), after a first epoch that warms up (and
                    compiles); the bar is <= 4 s at bf16 on an H100. `train_call` times trainer.train for one
                    epoch at bf16, with its evaluations of 5,000 + 10,000 images and checkpoint included.
   lenet_imp_level  one IMP level of LeNet-300-100 on Fashion-MNIST: trainer.train of a 20%-density ticket
                    (Adam 1.2e-3, batch 60), evaluations and checkpoints included.
   multi_ticket     benchmarks/multi_ticket.py on this device, when that script is present.
-  scoring          SNIP (one batch of 128), SynFlow (100 rounds, float64) and 200 CTS steps on ResNet-20.
+  scoring          SNIP (one batch of 128), SynFlow (100 rounds, float64) and 100 CTS steps on ResNet-20.
 
     .venv/bin/python benchmarks/gpu_figures.py [--device cuda] [--out PATH] [--smoke]
 
@@ -102,7 +102,7 @@ def resnet_figures(device: torch.device, smoke: bool) -> dict:
         if options.get("compile") and device.type == "cpu":
             skipped[f"resnet20_epoch.{name}"] = "torch.compile is timed on GPUs only (minutes of C++ builds on a CPU)"
             continue
-        figures[name] = timed_epochs(model_name, data, TrainConfig(**base, **options), device, epochs=2 if smoke else 3)
+        figures[name] = timed_epochs(model_name, data, TrainConfig(**base, **options), device, epochs=2)
     model = create_model(model_name, data.input_shape, data.num_classes, seed=0)
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -174,7 +174,7 @@ def scoring(device: torch.device, smoke: bool) -> dict:
     rounds = 5 if smoke else 100
     seconds = timed(lambda: find_mask("synflow", model, data, 0.1, seed=0, iterations=rounds))
     figures["synflow"] = {"rounds": rounds, "seconds": round(seconds, 3), "seconds_per_round": round(seconds / rounds, 5)}
-    steps = 10 if smoke else 200
+    steps = 10 if smoke else 100
     seconds = timed(lambda: search_mask(model, data, 0.1, steps, seed=0, training_lr=0.1, log_every=10 ** 9))
     figures["cts"] = {"steps": steps, "seconds": round(seconds, 3), "seconds_per_step": round(seconds / steps, 5)}
     return figures
