@@ -26,8 +26,8 @@ from ticketlab.runtime import checked_data, finished, run_train
 MAX_POINTS = 1001  # stability: points along the interpolation path (each evaluates the test set)
 
 # The main job's recipe: LeNet-300-100 on Fashion-MNIST with the LTH paper's optimizer (Adam 1.2e-3,
-# batch 60), shortened (3,000 iterations, evaluated every 250) so that 16 levels, down to 3.5% of the weights
-# where the ticket holds and its random reinitialization falls behind, finish in about 6 minutes on 2 CPU cores
+# batch 60), shortened (2,000 iterations, evaluated every 250) so that 16 levels, down to 3.5% of the weights
+# where the ticket holds and its random reinitialization falls behind, finish in under 5 minutes on one thread
 # with each level's control trained together with its ticket (ticketlab.multitrain).
 DEMO_DEFAULTS = {
     "train": preset("demo"),
