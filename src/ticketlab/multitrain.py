@@ -2,18 +2,21 @@
 
 `train_together` takes K members (each a model, mask, run directory, data seed and optional saved optimizer
 state) that share a recipe and a start iteration, stacks their parameters along a new leading dimension and
-trains them with `torch.func.vmap` over one `functional_call` of the architecture: one forward, one backward
-and one optimizer step per iteration for all K. Small networks such as LeNet-300-100 spend most of a step in
-per-operation overhead, which K members now share. Members of one data seed share each batch (it is drawn and
-augmented once); members of different seeds get their own.
+trains them as one model: one forward, one backward and one optimizer step per iteration for all K, one
+evaluation pass for all. ticketlab's MLPs (LeNet-300-100) run as grouped layers (a shared batch meets every
+member's first layer in one matrix product, later layers are batched products); other models run through
+`torch.func.vmap` over one `functional_call`. Members of one data seed share each batch (drawn and augmented
+once); members of different seeds get their own. On a CPU a LeNet step is bound by its multiply-adds, so
+stacking saves little there (docs/performance.md); on a GPU K small members cost about what one does.
 
 Each member's results are those of its solo `trainer.train` up to floating-point reassociation: Adam and SGD
 act elementwise, so stacking changes nothing there, and the loss summed over members has each member's own
 gradient; only the batched matrix products may add in another order. Every member's run directory holds the
 files `train` writes (metrics.jsonl, summary.json, checkpoint.safetensors, rewind snapshot), in the same format,
-so a run can resume under either loop and everything downstream reads it unchanged. Members that cannot be
-vectorized train one after another with `train`: one member, models with buffers (BatchNorm) or dropout,
-under torchrun, or operations vmap cannot batch.
+so downstream code reads them unchanged. Resuming is exact: members resume in their own slots of a group of the
+original size. Members train one after another with `train` instead when there is one member, under torchrun,
+with --precision other than fp32, --compile or --channels-last, or for models with buffers (BatchNorm), dropout
+or scalar parameters.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ def train_together(members: list[Member], data: Dataset, cfg: TrainConfig, *, st
 
     Each model is trained in place and ends with its final weights, as `train` leaves it. Finished members
     return their stored summaries; interrupted ones resume from their checkpoints (members stopped at
-    different points resume in separate groups). `vectorize=False` trains them one after another.
+    different points resume one group each, every member in its own slot, the others' filled with copies).
+    `vectorize=False` trains them one after another.
     """
     schedule = Schedule.of(cfg, len(data.train_y))
     if not 0 <= start_iteration < schedule.total:
