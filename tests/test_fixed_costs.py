@@ -261,3 +261,18 @@ def test_output_prune_fraction_zero_never_prunes_the_output_layer():
     for _ in range(3):
         alive -= round(alive * 0.2)
     assert sum(int(mask[n].sum()) for n in others) == alive
+
+
+def test_a_dataset_with_an_empty_split_is_read_back_from_the_cache(mnist_root, monkeypatch):
+    # --val-size 0 leaves an empty validation split: the cache must still be read, not rewritten every run.
+    root, _ = mnist_root
+    first = load_dataset("mnist", data_root=root, val_size=0)
+    assert len(first.val_y) == 0
+    entry = data_registry.DATASETS["mnist"]
+
+    def unreadable(_root):
+        raise AssertionError("the raw files were read although the cache holds the data")
+
+    monkeypatch.setitem(data_registry.DATASETS, "mnist", dataclasses.replace(entry, loader=unreadable))
+    cached = load_dataset("mnist", data_root=root, val_size=0)
+    assert len(cached.val_y) == 0 and torch.equal(cached.stored("train"), first.stored("train"))

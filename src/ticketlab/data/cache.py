@@ -70,10 +70,10 @@ def read_cached(path: Path, key: str) -> Dataset | None:
             digest = header_digest(header, META_KEY)
             tensors, position = {}, 0
             for name, entry in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
-                                      key=lambda item: item[1]["data_offsets"][0]):
+                                      key=lambda item: tuple(item[1]["data_offsets"])):  # an empty tensor before one at its offset
                 tensor = torch.empty([int(n) for n in entry["shape"]], dtype=DTYPES[entry["dtype"]])
                 start, end = entry["data_offsets"]
-                buffer = memoryview(tensor.numpy()).cast("B") if tensor.numel() else memoryview(b"")
+                buffer = memoryview(tensor.numpy()).cast("B") if tensor.numel() else memoryview(bytearray())  # writable
                 if start != position or end - start != len(buffer) or f.readinto(buffer) != len(buffer):
                     return None
                 digest.update(buffer)
