@@ -199,12 +199,16 @@ def load() -> list[float]:
 def summarize(runs: dict[str, list[dict]]) -> dict:
     median = {name: {key: statistics.median(r[key] for r in rs) for key in ("wall_s", "cpu_s")}
               for name, rs in runs.items()}
-    peak = {name: max(r["peak_rss_mib"] for r in rs) for name, rs in runs.items()}
+    # The median run's peak: with --ticketlab-cache shared only the first ticketlab run prepares the data
+    # (the cold peak, kept as max_peak_rss_mib), the others read the cache as any later run does.
+    peak = {name: statistics.median(r["peak_rss_mib"] for r in rs) for name, rs in runs.items()}
+    highest = {name: max(r["peak_rss_mib"] for r in rs) for name, rs in runs.items()}
     return {"median_wall_s": {n: m["wall_s"] for n, m in median.items()},
             "median_cpu_s": {n: m["cpu_s"] for n, m in median.items()},
             "wall_ratio": median["ticketlab"]["wall_s"] / median["open_lth"]["wall_s"],
             "cpu_ratio": median["ticketlab"]["cpu_s"] / median["open_lth"]["cpu_s"],
-            "peak_rss_mib": peak, "peak_rss_ratio": peak["ticketlab"] / peak["open_lth"]}
+            "peak_rss_mib": peak, "peak_rss_ratio": peak["ticketlab"] / peak["open_lth"],
+            "max_peak_rss_mib": highest, "max_peak_rss_ratio": highest["ticketlab"] / highest["open_lth"]}
 
 
 def report(figures: dict) -> None:
@@ -221,8 +225,9 @@ def report(figures: dict) -> None:
                   f"peak RSS {r['peak_rss_mib']:6.0f} MiB; test accuracy {accuracies}")
     for label, key, ratio, unit in (("median wall", "median_wall_s", "wall_ratio", "s"),
                                     ("median CPU", "median_cpu_s", "cpu_ratio", "s"),
-                                    ("peak RSS", "peak_rss_mib", "peak_rss_ratio", "MiB")):
-        print(f"{label + ':':12s} ticketlab {s[key]['ticketlab']:.1f} {unit}, "
+                                    ("median peak RSS", "peak_rss_mib", "peak_rss_ratio", "MiB"),
+                                    ("max peak RSS", "max_peak_rss_mib", "max_peak_rss_ratio", "MiB")):
+        print(f"{label + ':':17s} ticketlab {s[key]['ticketlab']:.1f} {unit}, "
               f"open_lth {s[key]['open_lth']:.1f} {unit}; "
               f"ratio {s[ratio]:.3f} (open_lth / ticketlab {1 / s[ratio]:.2f})")
     per_level = {name: list(zip(*(r["levels"] for r in runs))) for name, runs in figures["runs"].items()}
