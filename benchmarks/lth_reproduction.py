@@ -128,7 +128,7 @@ def main():
     recipe = tl.TrainConfig(optimizer="adam", lr=preset["lr"], batch_size=60, steps=args.steps,
                             eval_every=preset["eval_every"])
     imp = tl.imp(preset["model"], data, recipe, levels=int(args.levels), prune_fraction=0.2, strategy="layerwise",
-                 seeds=seeds, workers=int(args.workers), controls=preset["controls"], runs_dir=args.runs_dir,
+                 seeds=seeds, workers=int(args.workers), controls=preset["controls"], runs_dir=args.runs_dir, quiet=False,
                  **preset["prune"])
     run = load_run(imp.run_dir, seeds)
     out = Path(args.out)

@@ -48,7 +48,7 @@ def main():
     recipe = tl.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128, steps=f"{e}ep",
                             milestones=f"{e // 2}ep,{3 * e // 4}ep", eval_every="1ep")
     imp = {"levels": int(args.levels), "prune_fraction": 0.2, "strategy": "global", "seeds": [int(s) for s in args.seed.split(",")], "workers": 1,
-           "runs_dir": args.runs_dir}
+           "runs_dir": args.runs_dir, "quiet": False}  # progress lines in a batch log: a level takes minutes
     reset = tl.imp("resnet20", data, recipe, rewind_step="0it", **imp)
     rewind = tl.imp("resnet20", data, recipe, rewind_step=args.k, **imp)
     dense_ticket = reset.levels[0].ticket_paths[0]
