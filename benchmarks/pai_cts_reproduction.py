@@ -16,7 +16,7 @@ inversion) runs at the sparsest densities. Every verdict in the report is comput
 paired by seed (ticketlab.stats: supported, not supported or inconclusive, with the rule stated).
 CTS-KL also runs with the authors' relaxation σ(a + L/τ) (`relaxation="scaled-noise"`) beside ours
 σ((a + L)/τ), and with one knob changed at a time: rewind point k = 0, a GradBalance budget of 1.0,
-the logit lr tied to the training lr, and (conv2) a 4x longer search.
+the logit lr tied to the training lr, and a 4x longer search.
 
 Presets: lenet (LeNet-300-100, all methods at every density; the sanity suite at the two sparsest
 densities for the methods the published findings name — SNIP, GraSP, SynFlow, magnitude, IMP,
@@ -62,7 +62,7 @@ PRESETS = {
         "pai_methods": ALL_PAI, "densities": [0.2, 0.05, 0.012, 0.007, 0.005],
         "schedule": "0.5,0.35,0.2,0.12,0.075,0.05,0.03,0.02,0.012,0.007,0.005",
         "sanity": {"densities": [0.012, 0.005], "methods": SCORED_BASELINES + ["imp", "ltr"], "cts_extra": [0.007]},
-        "cts_ablations": CTS_ABLATIONS,
+        "cts_ablations": CTS_ABLATIONS, "long_search": "1000it",
         "scale": "all 55,000 training images (5,000 held out for validation) and the 10,000 test images",
     },
     "conv2": {
