@@ -6,7 +6,7 @@ reinitialization and layer-wise-shuffle controls at every level. Presets:
          5,000 validation images, evaluation every 100 iterations, 15 levels (down to 3.6%);
          training per level shortened from the paper's 50,000 iterations to --steps.
   conv2  Conv-2: Adam lr 2e-4, batch 60, the paper's rates (conv 10%, fc 20%, output 10%), all of
-         Fashion-MNIST (2,000 images held out for validation, evaluated every 100 iterations),
+         Fashion-MNIST (2,000 images held out for validation, evaluated every 200 iterations),
          1,000 iterations per level (where dense Conv-2 passes 88%), 12 levels (down to ~7%),
          channels-last convolutions (faster on a CPU), the random-reinit control (the PaI/CTS
          benchmark's conv2 preset holds the sanity suite). A Conv-2 training takes ~5 minutes on
@@ -104,7 +104,7 @@ PRESETS = {
               "data": {"val_size": 5000}, "prune": {"output_prune_fraction": 0.1},
               "scale": "all 55,000 training and 10,000 test images", "controls": ("random-reinit", "shuffle-layerwise")},
     "conv2": {"title": "LTH: Conv-2 on Fashion-MNIST, layer-wise IMP with controls", "steps": "1000it",
-              "levels": "12", "model": "conv2", "lr": 2e-4, "eval_every": "100it", "channels_last": True,
+              "levels": "12", "model": "conv2", "lr": 2e-4, "eval_every": "200it", "channels_last": True,
               "data": {"val_size": 2000}, "prune": {"conv_prune_fraction": 0.1, "output_prune_fraction": 0.1},
               "controls": ("random-reinit",),
               "scale": "all 58,000 training images left after 2,000 are held out for validation, and the 10,000 test images"},
