@@ -36,6 +36,7 @@ from ticketlab.ticket import load_ticket
 REPO = Path(__file__).resolve().parents[1]
 CRITERIA = ("grasp", "snip", "random")
 MATCHES = ("flops", "params")
+SEED_SPREAD = 0.01  # the dense network's std over seeds at which a run counts as long enough
 CHANCE = 0.1  # ten classes
 MATCH_TOLERANCE = 0.01  # "as accurate as dense": not more than 1 pp below it
 
@@ -114,7 +115,10 @@ def ahead_of_filters(layer: dict, match: str, filt: dict) -> stats.Verdict:
 
 def findings(layers: dict, filters: dict, ratios: dict, removals: list[int], dense_acc: float, dense_std: float) -> list[str]:
     """The goal's verdict per p, then what else the numbers show, all computed here and paired by seed."""
-    lines = []
+    # Differences of a pp or two mean something only when the dense network itself is stable over seeds.
+    agree = stats.SUPPORTED if dense_std <= SEED_SPREAD else stats.NOT_SUPPORTED
+    lines = [f"- **The run is long enough that seeds agree (dense std over seeds ≤ {100 * SEED_SPREAD:g} pp): {agree}** "
+             f"(dense {100 * dense_acc:.2f} ± {100 * dense_std:.2f}%).", ""]
     for p in removals:
         g, r = layers[f"grasp-{p}"], layers[f"random-{p}"]
         near_dense = stats.verdict(stats.paired(seed_values(g), seed_values(g, "dense_test_accuracy")), -MATCH_TOLERANCE,
