@@ -65,8 +65,10 @@ def step_time_ratio(dense_ticket: str, other_ticket: str, batch: int = 128, repe
     return sorted(times["dense"])[1] / sorted(times["ticket"])[1]
 
 
-def measure(args, data, recipe, removals: list[int]) -> dict:
-    """Every run (cached in --runs-dir), the clean step-time ratios and the robustness tables."""
+def measure(args, data, recipe, removals: list[int], previous: dict) -> dict:
+    """Every run (cached in --runs-dir), the clean step-time ratios and the robustness tables. Both measure the
+    first seed's tickets only, so they are taken from `previous` (the last results.json) when it measured the
+    same ticket files: adding seeds then costs only the new seeds' trainings."""
     common = {"seeds": [int(s) for s in args.seeds.split(",")], "workers": int(args.workers), "runs_dir": args.runs_dir}
     layers = {(c, p): tl.layer_tickets(args.model, data, recipe, criterion=c, remove=p, min_per_stage=1, **common)
               for c in CRITERIA for p in removals}
@@ -74,12 +76,17 @@ def measure(args, data, recipe, removals: list[int]) -> dict:
     filters = {f"{match}-{p}": tl.filter_tickets(layers[("grasp", p)].tickets[0], criterion="snip", match=match, **common)
                for match in MATCHES for p in removals}
     dense_ticket = layers[("grasp", removals[0])].result["per_seed"][args.seeds.split(",")[0]]["dense_ticket"]
-    ratios = {f"grasp-{p}": step_time_ratio(dense_ticket, layers[("grasp", p)].tickets[0]) for p in removals}
-    ratios.update({f"filters-{key}": step_time_ratio(dense_ticket, r.tickets[0]) for key, r in filters.items()})
+    measured = {f"grasp-{p}": layers[("grasp", p)].tickets[0] for p in removals}
+    measured.update({f"filters-{key}": r.tickets[0] for key, r in filters.items()})
     compared = [(f"grasp p={p}", layers[("grasp", p)].tickets[0]) for p in removals] + \
                [(f"filters {key.replace('-', ' p=')}", r.tickets[0]) for key, r in filters.items()]
-    robust = {"labels": [name for name, _ in compared],
-              **tl.robustness([ticket for _, ticket in compared], runs_dir=args.runs_dir).result}
+    robust = previous.get("robustness", {})
+    same = robust.get("dense") == str(dense_ticket) and robust.get("tickets") == [str(t) for _, t in compared]
+    if not same:
+        robust = {"labels": [name for name, _ in compared],
+                  **tl.robustness([ticket for _, ticket in compared], runs_dir=args.runs_dir).result}
+    ratios = previous.get("clean_speedups", {}) if same else {}
+    ratios = {key: ratios[key] if key in ratios else step_time_ratio(dense_ticket, ticket) for key, ticket in measured.items()}
     return {"layers": {f"{c}-{p}": r.result for (c, p), r in layers.items()},
             "filters": {key: r.result for key, r in filters.items()}, "clean_speedups": ratios, "robustness": robust}
 
@@ -259,7 +266,8 @@ def main():
         recipe = tl.TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=128,
                                 steps=f"{epochs}ep", milestones=f"{max(1, epochs // 2)}ep,{max(1, 3 * epochs // 4)}ep",
                                 eval_every="1ep")
-        results = {"date": datetime.date.today().isoformat(), **measure(args, data, recipe, removals)}
+        previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+        results = {"date": datetime.date.today().isoformat(), **measure(args, data, recipe, removals, previous)}
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "results.json", results)
     write_report(results, args, removals, out)
