@@ -117,18 +117,32 @@ def imp_rows(result: dict, label: str, densities: list[float]) -> dict[float, di
     """Per benchmark density: accuracy over seeds and compute to the trained ticket, from each seed's levels."""
     out = {}
     for density in densities:
-        per_seed = []
+        per_seed, tickets = [], []
         for seed in result["seeds"]:
             levels = json.loads((Path(result["run_dir"]) / f"seed-{seed}" / "result.json").read_text())["levels"]
             level = min(levels, key=lambda r: abs(r["density"] - density))
             cost = level["search_cost"]
             per_seed.append((level["test_accuracy"], total_compute(cost["train_examples"], cost["wall_time_seconds"], level)))
+            tickets.append(level["ticket"])
         mean, std = mean_std([a for a, _ in per_seed])
         compute = {k: mean_std([c[k] for _, c in per_seed])[0] for k in per_seed[0][1]}
         out[density] = {"method": label, "density": density, "mean": mean, "std": std, "compute": compute,
-                        "collapsed_layers": [],
+                        "collapsed_layers": [], "tickets": tickets,
                         "per_seed": {str(seed): acc for seed, (acc, _) in zip(result["seeds"], per_seed)}}
     return out
+
+
+def starved_layers(tickets: list[str]) -> dict[str, int]:
+    """Layers that keep fewer weights than they have output units in some seed's ticket (so some units get no
+    input at all: near-collapse, which an empty-layer check misses), with the fewest weights kept."""
+    starved: dict[str, int] = {}
+    for path in tickets:
+        mask = tl.load_ticket(path).mask
+        for name in mask.names():
+            kept = int(mask[name].sum())
+            if kept < mask[name].shape[0]:
+                starved[name] = min(kept, starved.get(name, kept))
+    return starved
 
 
 def pai_rows(rows: list[dict], label: str | None = None) -> dict[str, dict[float, dict]]:
@@ -138,7 +152,8 @@ def pai_rows(rows: list[dict], label: str | None = None) -> dict[str, dict[float
         out.setdefault(name, {})[row["density"]] = {"method": name, "density": row["density"],
                                                     "mean": row["test_accuracy"], "std": row["test_accuracy_std"],
                                                     "compute": row["compute"], "collapsed_layers": row["collapsed_layers"],
-                                                    "per_seed": row.get("test_accuracy_per_seed", {})}
+                                                    "per_seed": row.get("test_accuracy_per_seed", {}),
+                                                    "tickets": row.get("tickets", [])}
     return out
 
 
@@ -243,6 +258,12 @@ def training_length_line(dense: dict, results: dict, densities: list[float], tar
 
 def findings(results, sanity, densities, preset, dense) -> list[str]:
     lines = [training_length_line(dense, results, densities, preset.get("dense_target"))]
+    starving = {m: [f"{100 * d:g}%: " + ", ".join(f"{name} keeps {kept:,}" for name, kept in c["starved_layers"].items())
+                    for d, c in results[m].items() if c["starved_layers"]] for m in ("imp", "ltr") if m in results}
+    if any(starving.values()):
+        lines.append("- **IMP/LTR's global magnitude pruning starves a layer** (fewer weights kept than the layer has "
+                     "output units, in the worst seed), so their tickets there are near layer collapse: "
+                     + "; ".join(f"{m} at {'; '.join(found)}" for m, found in starving.items() if found) + ".")
     pai = [m for m in preset["pai_methods"] if m != "random"]
     best_imp = {d: max((results[m][d] for m in ("imp", "ltr") if m in results and d in results[m]),
                        key=lambda c: c["mean"]) for d in densities}
@@ -405,6 +426,9 @@ def main():
         sanity.append(result)
         log(f"sanity {method} @ {density}: " + ", ".join(f"{r['variant']} {r['verdict']}" for r in result["rows"][1:]))
 
+    for cells in results.values():
+        for cell in cells.values():
+            cell["starved_layers"] = starved_layers(cell["tickets"])
     train_examples = results["random"][densities[0]]["compute"]["train_examples"]  # one full training
     out.mkdir(parents=True, exist_ok=True)
     plot_accuracy(results, out / "accuracy.png", preset["title"])
@@ -443,6 +467,11 @@ def main():
     collapse = [f"- {m} @ {100 * d:g}%: {', '.join(c['collapsed_layers'])}" for m, cells in results.items()
                 for d, c in cells.items() if c["collapsed_layers"]]
     lines += collapse or ["No method emptied a layer at any density."]
+    starved = {(m, d): c["starved_layers"] for m, cells in results.items() for d, c in cells.items()}
+    lines += ["", "Layers that keep fewer weights than their output units in some seed (so some units get no input; "
+              "the fewest weights kept over seeds in brackets):", ""]
+    lines += [f"- {m} @ {100 * d:g}%: " + ", ".join(f"{name} ({kept:,})" for name, kept in found.items())
+              for (m, d), found in starved.items() if found] or ["None."]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     write_json(out / "results.json", {"results": {m: {str(d): c for d, c in cells.items()} for m, cells in results.items()},
                                       "sanity": sanity})
