@@ -132,6 +132,12 @@ def imp_rows(result: dict, label: str, densities: list[float]) -> dict[float, di
     return out
 
 
+def largest_step(schedule: str) -> float:
+    """The smallest fraction of the remaining weights one level of the density schedule keeps."""
+    densities = [1.0] + [float(d) for d in schedule.split(",")]
+    return min(b / a for a, b in zip(densities, densities[1:]))
+
+
 def starved_layers(tickets: list[str]) -> dict[str, int]:
     """Layers that keep fewer weights than they have output units in some seed's ticket (so some units get no
     input at all: near-collapse, which an empty-layer check misses), with the fewest weights kept."""
@@ -445,7 +451,9 @@ def main():
              "training length with the paper's constants (τ = 2/3, GradBalance budget 1.1, smoothing 0.01, Adam with "
              "×0.1 at 88%), and the ticket trains from θ_k with the schedule resumed at k. IMP resets to θ₀, "
              f"LTR rewinds to the same θ_k; both prune globally by magnitude along the density schedule "
-             f"{preset['schedule']} (each level one full training from the rewind point), so the compute of an IMP/LTR "
+             f"{preset['schedule']} (each level one full training from the rewind point; the largest step keeps "
+             f"{100 * largest_step(preset['schedule']):.0f}% of the weights left, where the papers' IMP and LTR keep 80% "
+             "per level, so larger steps may cost the IMP/LTR tickets accuracy), so the compute of an IMP/LTR "
              "ticket is the sum of all trainings up to and including its level."
              + f" CTS's logits train with Adam at lr {CTS_LR:g}, the paper's value (its training lr on CIFAR); "
              "*cts-kl-training-lr* is CTS-KL with ticketlab's default instead, the logit lr tied to this recipe's "
