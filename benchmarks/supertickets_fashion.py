@@ -49,15 +49,16 @@ def seed_accuracies(result: dict, stage: str) -> dict[str, float]:
 
 
 def on_frontier(runs: dict, density: float, stage: str, st: dict, others: list[dict]) -> stats.Verdict:
-    """SuperTickets not dominated by a baseline that costs at most its FLOPs (the rule is printed in the report)."""
-    cheaper = [o for o in others if o["flops"] <= (1 + FLOPS_MATCH) * st["flops"]]
-    if not cheaper:
+    """SuperTickets not dominated by a baseline of the same cost or less, FLOPS_MATCH included (the rule is printed
+    in the report)."""
+    comparable = [o for o in others if o["flops"] <= (1 + FLOPS_MATCH) * st["flops"]]
+    if not comparable:
         return stats.Verdict(stats.SUPPORTED, f"every baseline costs over {100 * FLOPS_MATCH:g}% more FLOPs")
     mine = seed_accuracies(runs[("supertickets", density)], stage)
     against = {o["method"]: stats.verdict(stats.paired(mine, seed_accuracies(runs[(o["method"], density)], stage)),
                                           -FRONTIER_TIE, tolerance=FRONTIER_TIE, chance=CHANCE, must_train="a",
                                           names=("SuperTickets", o["method"]))
-               for o in cheaper}
+               for o in comparable}
     decided = stats.combine(against.values(), "baselines of the same cost or less")
     return stats.Verdict(decided.label, decided.reason + "; " + "; ".join(f"vs {m}: {v.label}, {v.reason}"
                                                                           for m, v in against.items()))
